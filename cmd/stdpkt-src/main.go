@@ -1,0 +1,77 @@
+// Command stdpkt-src is the west end of a chain: it replays a capture or generates traffic
+// and writes packets to stdout as pcapng.
+package main
+
+import (
+	"context"
+	"os"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/stdpkt/stdpkt/framing"
+	"github.com/stdpkt/stdpkt/gen"
+	"github.com/stdpkt/stdpkt/nf"
+	"github.com/stdpkt/stdpkt/source"
+)
+
+var version = "dev"
+
+func main() {
+	const cat = "Source"
+	nf.Main(&cli.App{
+		Name:    "stdpkt-src",
+		Version: version,
+		Usage:   "start a chain: replay a capture or generate traffic, as pcapng on stdout",
+		Description: `stdpkt-src is the west end of a stdpkt chain. It reads a pcap or pcapng capture (-r)
+or generates synthetic flows (--gen) and writes the packets to stdout as pcapng, so any
+stdpkt stage, tcpdump -r - or tshark -r - can read them. It refuses to write to a terminal.
+
+Examples:
+   stdpkt-src -r capture.pcap | stdpkt-sink -w out.pcapng
+   stdpkt-src --gen 'udp,size=64,flows=1000,count=1000000' | stdpkt-sink
+   stdpkt-src -r trace.pcapng --realtime | stdpkt-sink --latency`,
+		Flags: append([]cli.Flag{
+			&cli.StringFlag{Name: "read", Aliases: []string{"r"}, Category: cat, Usage: "replay `FILE` (pcap or pcapng; - is stdin)"},
+			&cli.StringFlag{Name: "gen", Category: cat, Usage: "generate traffic from `SPEC`: udp|tcp|icmp, size=N|imix, flows=N, count=N, rate=PPS, seed=N, ipv6, handshake, src=, dst=, sport=, dport="},
+			&cli.BoolFlag{Name: "realtime", Category: cat, Usage: "replay with the capture's own spacing"},
+			&cli.Float64Flag{Name: "pps", Category: cat, Usage: "replay at `N` packets per second"},
+			&cli.IntFlag{Name: "loop", Category: cat, Value: 1, Usage: "replay the file `N` times"},
+			&cli.StringFlag{Name: "timestamps", Category: cat, Value: "auto", Usage: "`keep` the capture's timestamps, stamp the send time (now), or auto: keep at top speed, now when paced"},
+			&cli.StringFlag{Name: "format", Category: cat, Value: "pcapng", EnvVars: []string{"STDPKT_FORMAT"}, Usage: "write `pcapng` or pcap"},
+		}, nf.Flags()...),
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return nf.UsageError(cli.Exit("unexpected argument "+c.Args().First()+": give -r FILE or --gen SPEC", nf.ExitUsage))
+			}
+			cfg := source.Config{File: c.String("read"), Realtime: c.Bool("realtime"), PPS: c.Float64("pps"),
+				Loop: c.Int("loop"), Stdin: os.Stdin}
+			var err error
+			if cfg.Stamp, err = source.ParseStamp(c.String("timestamps")); err != nil {
+				return nf.UsageError(err)
+			}
+			if spec := c.String("gen"); spec != "" {
+				g, err := gen.ParseSpec(spec)
+				if err != nil {
+					return nf.UsageError(err)
+				}
+				cfg.Gen = &g
+			}
+			format, err := framing.ParseFormat(c.String("format"))
+			if err != nil {
+				return nf.UsageError(err)
+			}
+			src, err := source.New(cfg)
+			if err != nil {
+				return err
+			}
+			if err := nf.RefuseTerminal(os.Stdout); err != nil {
+				return err
+			}
+			out := framing.NewWriter(os.Stdout, format)
+			st := &nf.Stage{Flush: out.Flush, Progress: src.Progress}
+			return nf.Exit(nf.Run(nf.OptionsFrom(c), st, func(ctx context.Context) error {
+				return src.Run(ctx, out, st)
+			}))
+		},
+	})
+}

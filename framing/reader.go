@@ -1,0 +1,606 @@
+package framing
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"math/bits"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// Format is an encoding of the stream.
+type Format uint8
+
+// Formats a Reader detects and a Writer writes.
+const (
+	FormatPcapng Format = iota
+	FormatPcap
+)
+
+func (f Format) String() string {
+	if f == FormatPcap {
+		return "pcap"
+	}
+	return "pcapng"
+}
+
+// ParseFormat parses "pcapng" or "pcap".
+func ParseFormat(s string) (Format, error) {
+	switch s {
+	case "pcapng", "":
+		return FormatPcapng, nil
+	case "pcap":
+		return FormatPcap, nil
+	}
+	return 0, fmt.Errorf("unknown format %q (want pcapng or pcap)", s)
+}
+
+const (
+	readBufSize = 2 * MaxRecord
+
+	blockSHB = 0x0A0D0D0A
+	blockIDB = 1
+	blockOPB = 2 // obsolete packet block
+	blockSPB = 3
+	blockEPB = 6
+
+	magicPcapMicro = 0xa1b2c3d4
+	magicPcapNano  = 0xa1b23c4d
+	magicByteOrder = 0x1A2B3C4D
+)
+
+// sectionIface is an interface as one pcapng section declares it: the shared *Interface and
+// how that section's timestamps convert to nanoseconds.
+type sectionIface struct {
+	iface    *Interface
+	mul, div uint64 // decimal resolution: ns = ts*mul/div
+	shift    uint   // binary resolution 2^-shift, used when mul == 0
+	offsetNS int64
+}
+
+func (s *sectionIface) nanos(ts uint64) int64 {
+	var ns uint64
+	switch {
+	case s.mul == 0:
+		hi, lo := bits.Mul64(ts, 1e9)
+		if s.shift == 0 {
+			ns = lo
+		} else {
+			ns = hi<<(64-s.shift) | lo>>s.shift
+		}
+	case s.div == 1:
+		ns = ts * s.mul
+	default:
+		ns = ts / s.div
+	}
+	return int64(ns) + s.offsetNS
+}
+
+// Reader reads packets from a pcapng or classic pcap stream, detected from its first bytes.
+// It is not safe for concurrent use.
+type Reader struct {
+	src  io.Reader
+	fd   int // for a zero-timeout poll when the last read filled the buffer; -1 if none
+	buf  []byte
+	r, w int   // unread bytes are buf[r:w]
+	base int64 // stream offset of buf[0]
+
+	eof       bool
+	shortRead bool // the last read returned less than it asked for: the input was drained
+	started   bool
+	err       error
+
+	format  Format
+	order   binary.ByteOrder
+	snap    uint32
+	nanoRes bool // classic pcap with nanosecond magic
+
+	section []sectionIface // current pcapng section's interfaces, by interface id
+	ifaces  []*Interface   // every interface seen, in order of first appearance
+	packets int64
+}
+
+// NewReader returns a Reader of src. The format is detected on the first Read.
+func NewReader(src io.Reader) *Reader {
+	rd := &Reader{src: src, fd: -1, buf: make([]byte, readBufSize)}
+	if f, ok := src.(*os.File); ok {
+		rd.fd = int(f.Fd())
+	}
+	return rd
+}
+
+// Format reports the detected format; valid after the first successful Read.
+func (rd *Reader) Format() Format { return rd.format }
+
+// Interfaces returns every interface the stream has declared so far.
+func (rd *Reader) Interfaces() []*Interface { return rd.ifaces }
+
+// Packets returns how many packets have been read.
+func (rd *Reader) Packets() int64 { return rd.packets }
+
+// Offset returns the stream offset of the next unread byte.
+func (rd *Reader) Offset() int64 { return rd.base + int64(rd.r) }
+
+// Read fills pkts with the next packets and returns how many it filled. It blocks only until
+// at least one packet is available, then returns what is already buffered, so a caller that
+// writes after each Read adds no latency. The packets' Data alias the Reader's buffer and are
+// valid until the next Read. At the end of the stream Read returns 0, io.EOF; a malformed
+// stream gives a *FormatError after the packets before it have been returned.
+func (rd *Reader) Read(pkts []Packet) (int, error) {
+	n := 0
+	for n < len(pkts) {
+		if rd.err != nil {
+			break
+		}
+		ok, err := rd.next(&pkts[n])
+		if err != nil {
+			rd.err = err
+			break
+		}
+		if ok {
+			n++
+			rd.packets++ // before the next record, so an error names the packets before it
+			continue
+		}
+		if n > 0 {
+			return n, nil // never move the buffer under packets already handed out
+		}
+		if err := rd.fill(); err != nil {
+			rd.err = err
+			break
+		}
+	}
+	if n > 0 {
+		return n, nil
+	}
+	return 0, rd.err
+}
+
+// Drained reports whether the input had nothing more to read at the last look: no complete
+// record is buffered and the last read came back short. Writers flush when it is true, so
+// batches are full under load and an idle chain adds no latency.
+func (rd *Reader) Drained() bool {
+	if rd.err != nil || rd.eof {
+		return true
+	}
+	if rd.complete() {
+		return false
+	}
+	if rd.shortRead || rd.fd < 0 {
+		return true
+	}
+	fds := []unix.PollFd{{Fd: int32(rd.fd), Events: unix.POLLIN}}
+	n, err := unix.Poll(fds, 0)
+	return err != nil || n == 0
+}
+
+// complete reports whether a whole record is buffered.
+func (rd *Reader) complete() bool {
+	avail := rd.w - rd.r
+	if !rd.started || rd.order == nil {
+		return false
+	}
+	if rd.format == FormatPcap {
+		if avail < 16 {
+			return false
+		}
+		return avail >= 16+int(rd.order.Uint32(rd.buf[rd.r+8:]))
+	}
+	if avail < 12 {
+		return false
+	}
+	b := rd.buf[rd.r:]
+	order := rd.order
+	if binary.LittleEndian.Uint32(b) == blockSHB {
+		order = shbOrder(b)
+		if order == nil {
+			return true // an error is complete enough to report
+		}
+	}
+	return avail >= int(order.Uint32(b[4:]))
+}
+
+// fill makes room and reads more input.
+func (rd *Reader) fill() error {
+	if rd.eof {
+		return rd.atEOF()
+	}
+	if rd.r > 0 {
+		copy(rd.buf, rd.buf[rd.r:rd.w])
+		rd.base += int64(rd.r)
+		rd.w -= rd.r
+		rd.r = 0
+	}
+	want := len(rd.buf) - rd.w
+	n, err := rd.src.Read(rd.buf[rd.w:])
+	rd.w += n
+	rd.shortRead = n < want
+	if err == io.EOF || (n == 0 && err == nil) {
+		if err == io.EOF {
+			rd.eof = true
+			rd.shortRead = true
+		}
+		if n == 0 && rd.eof {
+			return rd.atEOF()
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reading stream at byte offset %d: %w", rd.base+int64(rd.w), err)
+	}
+	return nil
+}
+
+func (rd *Reader) atEOF() error {
+	avail := rd.w - rd.r
+	switch {
+	case rd.base == 0 && rd.w == 0:
+		return ErrEmptyStream
+	case avail == 0 && rd.started:
+		return io.EOF
+	case !rd.started:
+		return rd.truncated("header", avail)
+	}
+	return rd.truncated("record", avail)
+}
+
+func (rd *Reader) truncated(what string, have int) error {
+	return &FormatError{Offset: rd.Offset(), Packet: rd.packets,
+		Msg: fmt.Sprintf("truncated %s: stream ends after %d bytes of it", what, have), Err: io.ErrUnexpectedEOF}
+}
+
+func (rd *Reader) fail(off int, format string, args ...any) error {
+	return &FormatError{Offset: rd.base + int64(off), Packet: rd.packets, Msg: fmt.Sprintf(format, args...)}
+}
+
+// next parses the next packet out of the buffer. It returns false with no error when the
+// buffer does not hold a whole record.
+func (rd *Reader) next(p *Packet) (bool, error) {
+	if !rd.started {
+		ok, err := rd.detect()
+		if !ok || err != nil {
+			return false, err
+		}
+	}
+	if rd.format == FormatPcap {
+		return rd.nextPcap(p)
+	}
+	return rd.nextPcapng(p)
+}
+
+func (rd *Reader) detect() (bool, error) {
+	if rd.w-rd.r < 4 {
+		return false, nil
+	}
+	m := binary.LittleEndian.Uint32(rd.buf[rd.r:])
+	switch {
+	case m == blockSHB:
+		rd.format = FormatPcapng
+		rd.started = true // the SHB itself is parsed as a block
+		return true, nil
+	case m == magicPcapMicro || m == magicPcapNano:
+		rd.order = binary.LittleEndian
+	case bits.ReverseBytes32(m) == magicPcapMicro || bits.ReverseBytes32(m) == magicPcapNano:
+		rd.order = binary.BigEndian
+	default:
+		return false, rd.fail(rd.r, "bad magic 0x%08x: not a pcap or pcapng stream (hint: stages read what tcpdump -w - writes)", bits.ReverseBytes32(m))
+	}
+	if rd.w-rd.r < 24 {
+		return false, nil
+	}
+	h := rd.buf[rd.r : rd.r+24]
+	rd.format = FormatPcap
+	rd.nanoRes = rd.order.Uint32(h) == magicPcapNano
+	if major := rd.order.Uint16(h[4:]); major != 2 {
+		return false, rd.fail(rd.r, "unsupported pcap version %d.%d", major, rd.order.Uint16(h[6:]))
+	}
+	rd.snap = rd.order.Uint32(h[16:])
+	link := LinkType(rd.order.Uint32(h[20:]) & 0xffff)
+	iface := &Interface{LinkType: link, SnapLen: rd.snap}
+	rd.ifaces = append(rd.ifaces, iface)
+	rd.section = append(rd.section[:0], sectionIface{iface: iface})
+	rd.r += 24
+	rd.started = true
+	return true, nil
+}
+
+func (rd *Reader) nextPcap(p *Packet) (bool, error) {
+	if rd.w-rd.r < 16 {
+		return false, nil
+	}
+	h := rd.buf[rd.r : rd.r+16]
+	caplen := rd.order.Uint32(h[8:])
+	switch {
+	case caplen > MaxRecord:
+		return false, rd.fail(rd.r, "record length %d exceeds the limit of %d", caplen, MaxRecord)
+	case caplen == 0:
+		return false, rd.fail(rd.r, "zero-length record")
+	case rd.snap != 0 && caplen > rd.snap:
+		return false, rd.fail(rd.r, "record length %d exceeds the snap length %d", caplen, rd.snap)
+	}
+	if rd.w-rd.r < 16+int(caplen) {
+		return false, nil
+	}
+	frac := int64(rd.order.Uint32(h[4:]))
+	if !rd.nanoRes {
+		frac *= 1000
+	}
+	p.Timestamp = int64(rd.order.Uint32(h))*1e9 + frac
+	p.Length = max(int(rd.order.Uint32(h[12:])), int(caplen))
+	p.Data = rd.buf[rd.r+16 : rd.r+16+int(caplen) : rd.r+16+int(caplen)]
+	p.Interface = rd.section[0].iface
+	p.Direction = DirUnknown
+	rd.r += 16 + int(caplen)
+	return true, nil
+}
+
+// shbOrder returns the byte order a section header block declares, or nil if its magic is bad.
+func shbOrder(b []byte) binary.ByteOrder {
+	switch binary.LittleEndian.Uint32(b[8:]) {
+	case magicByteOrder:
+		return binary.LittleEndian
+	case bits.ReverseBytes32(magicByteOrder):
+		return binary.BigEndian
+	}
+	return nil
+}
+
+func (rd *Reader) nextPcapng(p *Packet) (bool, error) {
+	for {
+		avail := rd.w - rd.r
+		if avail < 12 {
+			return false, nil
+		}
+		b := rd.buf[rd.r:rd.w]
+		btype := binary.LittleEndian.Uint32(b)
+		if btype == blockSHB {
+			order := shbOrder(b)
+			if order == nil {
+				return false, rd.fail(rd.r, "bad section header byte-order magic 0x%08x", binary.BigEndian.Uint32(b[8:]))
+			}
+			rd.order = order
+		} else {
+			btype = rd.order.Uint32(b)
+		}
+		blen := rd.order.Uint32(b[4:])
+		switch {
+		case blen > MaxRecord:
+			return false, rd.fail(rd.r, "block length %d exceeds the limit of %d", blen, MaxRecord)
+		case blen < 12 || blen%4 != 0:
+			return false, rd.fail(rd.r, "bad block length %d (block type 0x%x)", blen, btype)
+		}
+		if avail < int(blen) {
+			return false, nil
+		}
+		b = b[:blen]
+		if trail := rd.order.Uint32(b[blen-4:]); trail != blen {
+			return false, rd.fail(rd.r, "block length %d does not match its trailing copy %d", blen, trail)
+		}
+		var ok bool
+		var err error
+		switch btype {
+		case blockEPB:
+			ok, err = rd.epb(p, b)
+		case blockSPB:
+			ok, err = rd.spb(p, b)
+		case blockOPB:
+			ok, err = rd.opb(p, b)
+		case blockIDB:
+			err = rd.idb(b)
+		case blockSHB:
+			err = rd.shb(b)
+		}
+		if err != nil {
+			return false, err
+		}
+		rd.r += int(blen)
+		if ok {
+			return true, nil
+		}
+	}
+}
+
+func (rd *Reader) shb(b []byte) error {
+	if len(b) < 28 {
+		return rd.fail(rd.r, "section header block too short (%d bytes)", len(b))
+	}
+	if major := rd.order.Uint16(b[12:]); major != 1 {
+		return rd.fail(rd.r, "unsupported pcapng version %d.%d", major, rd.order.Uint16(b[14:]))
+	}
+	rd.section = rd.section[:0]
+	return nil
+}
+
+func (rd *Reader) idb(b []byte) error {
+	if len(b) < 20 {
+		return rd.fail(rd.r, "interface description block too short (%d bytes)", len(b))
+	}
+	if rd.order == nil {
+		return rd.fail(rd.r, "interface description before any section header")
+	}
+	link := LinkType(rd.order.Uint16(b[8:]))
+	snap := rd.order.Uint32(b[12:])
+	si := sectionIface{mul: 1000, div: 1} // default resolution: microseconds
+	var name string
+	err := rd.options(b[16:len(b)-4], func(code uint16, val []byte) error {
+		switch code {
+		case 2: // if_name
+			name = string(val)
+		case 9: // if_tsresol
+			if len(val) < 1 {
+				return rd.fail(rd.r, "empty if_tsresol option")
+			}
+			v := val[0]
+			switch {
+			case v&0x80 != 0:
+				si.mul, si.shift = 0, uint(v&0x7f)
+				if si.shift > 63 {
+					return rd.fail(rd.r, "if_tsresol 2^-%d out of range", si.shift)
+				}
+			case v <= 9:
+				si.mul, si.div = pow10(9-uint(v)), 1
+			case v <= 19:
+				si.mul, si.div = 1, pow10(uint(v)-9)
+			default:
+				return rd.fail(rd.r, "if_tsresol 10^-%d out of range", v)
+			}
+		case 14: // if_tsoffset, seconds
+			if len(val) < 8 {
+				return rd.fail(rd.r, "short if_tsoffset option")
+			}
+			si.offsetNS = int64(rd.order.Uint64(val)) * 1e9
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	si.iface = rd.intern(name, link, snap)
+	rd.section = append(rd.section, si)
+	return nil
+}
+
+// intern returns the interface seen before with this name and link type that the current
+// section has not declared yet, or a new one: concatenated captures of one interface share it.
+func (rd *Reader) intern(name string, link LinkType, snap uint32) *Interface {
+next:
+	for _, ifc := range rd.ifaces {
+		if ifc.Name != name || ifc.LinkType != link {
+			continue
+		}
+		for _, s := range rd.section {
+			if s.iface == ifc {
+				continue next
+			}
+		}
+		if snap > ifc.SnapLen || snap == 0 {
+			ifc.SnapLen = snap
+		}
+		return ifc
+	}
+	ifc := &Interface{Name: name, LinkType: link, SnapLen: snap}
+	rd.ifaces = append(rd.ifaces, ifc)
+	return ifc
+}
+
+func pow10(n uint) uint64 {
+	v := uint64(1)
+	for range n {
+		v *= 10
+	}
+	return v
+}
+
+// options walks a pcapng option list; each value is passed without its padding.
+func (rd *Reader) options(b []byte, f func(code uint16, val []byte) error) error {
+	for len(b) >= 4 {
+		code, n := rd.order.Uint16(b), int(rd.order.Uint16(b[2:]))
+		if code == 0 {
+			return nil
+		}
+		if 4+n > len(b) {
+			return rd.fail(rd.r, "option %d length %d overruns its block", code, n)
+		}
+		if err := f(code, b[4:4+n]); err != nil {
+			return err
+		}
+		b = b[min(len(b), 4+(n+3)&^3):]
+	}
+	return nil
+}
+
+func (rd *Reader) packetIface(id uint32) (*sectionIface, error) {
+	if int(id) >= len(rd.section) {
+		return nil, rd.fail(rd.r, "packet on interface %d, but the section declares %d interface(s)", id, len(rd.section))
+	}
+	return &rd.section[id], nil
+}
+
+func (rd *Reader) checkLen(caplen uint32, room int, snap uint32) error {
+	switch {
+	case caplen == 0:
+		return rd.fail(rd.r, "zero-length packet")
+	case int64(caplen) > int64(room):
+		return rd.fail(rd.r, "captured length %d overruns its block (room for %d)", caplen, room)
+	case snap != 0 && caplen > snap:
+		return rd.fail(rd.r, "captured length %d exceeds the snap length %d", caplen, snap)
+	}
+	return nil
+}
+
+func (rd *Reader) epb(p *Packet, b []byte) (bool, error) {
+	if len(b) < 32 {
+		return false, rd.fail(rd.r, "enhanced packet block too short (%d bytes)", len(b))
+	}
+	si, err := rd.packetIface(rd.order.Uint32(b[8:]))
+	if err != nil {
+		return false, err
+	}
+	caplen := rd.order.Uint32(b[20:])
+	if err := rd.checkLen(caplen, len(b)-32, si.iface.SnapLen); err != nil {
+		return false, err
+	}
+	end := 28 + int(caplen)
+	ts := uint64(rd.order.Uint32(b[12:]))<<32 | uint64(rd.order.Uint32(b[16:]))
+	p.Timestamp = si.nanos(ts)
+	p.Length = max(int(rd.order.Uint32(b[24:])), int(caplen))
+	p.Data = b[28:end:end]
+	p.Interface = si.iface
+	p.Direction = DirUnknown
+	if opts := b[min(len(b)-4, (end+3)&^3) : len(b)-4]; len(opts) >= 4 {
+		err = rd.options(opts, func(code uint16, val []byte) error {
+			if code == 2 && len(val) == 4 { // epb_flags
+				p.Direction = Direction(rd.order.Uint32(val) & 3)
+			}
+			return nil
+		})
+	}
+	return err == nil, err
+}
+
+func (rd *Reader) spb(p *Packet, b []byte) (bool, error) {
+	if len(b) < 16 {
+		return false, rd.fail(rd.r, "simple packet block too short (%d bytes)", len(b))
+	}
+	si, err := rd.packetIface(0)
+	if err != nil {
+		return false, err
+	}
+	orig := rd.order.Uint32(b[8:])
+	caplen := min(orig, uint32(len(b)-16))
+	if si.iface.SnapLen != 0 {
+		caplen = min(caplen, si.iface.SnapLen)
+	}
+	if err := rd.checkLen(caplen, len(b)-16, 0); err != nil {
+		return false, err
+	}
+	p.Data = b[12 : 12+caplen : 12+caplen]
+	p.Length = int(orig)
+	p.Timestamp = 0
+	p.Interface = si.iface
+	p.Direction = DirUnknown
+	return true, nil
+}
+
+func (rd *Reader) opb(p *Packet, b []byte) (bool, error) {
+	if len(b) < 32 {
+		return false, rd.fail(rd.r, "packet block too short (%d bytes)", len(b))
+	}
+	si, err := rd.packetIface(uint32(rd.order.Uint16(b[8:])))
+	if err != nil {
+		return false, err
+	}
+	caplen := rd.order.Uint32(b[20:])
+	if err := rd.checkLen(caplen, len(b)-32, si.iface.SnapLen); err != nil {
+		return false, err
+	}
+	ts := uint64(rd.order.Uint32(b[12:]))<<32 | uint64(rd.order.Uint32(b[16:]))
+	p.Timestamp = si.nanos(ts)
+	p.Length = max(int(rd.order.Uint32(b[24:])), int(caplen))
+	p.Data = b[28 : 28+caplen : 28+caplen]
+	p.Interface = si.iface
+	p.Direction = DirUnknown
+	return true, nil
+}

@@ -1,0 +1,237 @@
+package framing
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"sync"
+)
+
+// flushAt is the buffered size at which a Writer writes out without being asked: large
+// enough that a busy chain moves many packets per syscall.
+const flushAt = 128 << 10
+
+// Writer writes packets as pcapng (one interface description per interface, nanosecond
+// timestamps, epb_flags for known directions) or classic pcap with nanosecond magic.
+// It buffers until Flush or until the buffer is large; it is safe for concurrent use, since a
+// network stack sends from timer goroutines too.
+type Writer struct {
+	mu     sync.Mutex
+	dst    io.Writer
+	format Format
+	buf    []byte
+	err    error // sticky: after a failed write nothing more is written
+
+	headerDone bool
+	ifaces     []*Interface // the interfaces written so far; index = pcapng interface id
+	lastIface  *Interface
+	lastID     uint32
+	pcapLink   LinkType
+	anon       Interface // stands for packets without an interface
+}
+
+// NewWriter returns a Writer of dst in the given format.
+func NewWriter(dst io.Writer, format Format) *Writer {
+	return &Writer{dst: dst, format: format, buf: make([]byte, 0, flushAt+MaxRecord+64),
+		anon: Interface{LinkType: LinkEthernet}}
+}
+
+// Write encodes pkts into the buffer, writing out when it is large. Packets longer than
+// MaxRecord are an error, since no reader would accept them.
+func (w *Writer) Write(pkts []Packet) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err != nil {
+		return w.err
+	}
+	for i := range pkts {
+		if err := w.encode(&pkts[i]); err != nil {
+			return err
+		}
+		if len(w.buf) >= flushAt {
+			if err := w.flush(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Flush writes out everything buffered, and the header if nothing was written yet, so an
+// empty stream is still a valid one.
+func (w *Writer) Flush() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err != nil {
+		return w.err
+	}
+	if !w.headerDone {
+		w.header(w.anon.LinkType)
+	}
+	return w.flush()
+}
+
+// Buffered returns the number of bytes waiting for a flush.
+func (w *Writer) Buffered() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.buf)
+}
+
+func (w *Writer) flush() error {
+	if len(w.buf) == 0 {
+		return nil
+	}
+	_, err := w.dst.Write(w.buf)
+	w.buf = w.buf[:0]
+	if err != nil {
+		w.err = err
+	}
+	return err
+}
+
+func (w *Writer) header(link LinkType) {
+	w.headerDone = true
+	le := binary.LittleEndian
+	if w.format == FormatPcap {
+		w.pcapLink = link
+		h := w.grow(24)
+		le.PutUint32(h, magicPcapNano)
+		le.PutUint16(h[4:], 2)
+		le.PutUint16(h[6:], 4)
+		le.PutUint32(h[8:], 0)
+		le.PutUint32(h[12:], 0)
+		le.PutUint32(h[16:], MaxRecord)
+		le.PutUint32(h[20:], uint32(link))
+		return
+	}
+	h := w.grow(28)
+	le.PutUint32(h, blockSHB)
+	le.PutUint32(h[4:], 28)
+	le.PutUint32(h[8:], magicByteOrder)
+	le.PutUint16(h[12:], 1)
+	le.PutUint16(h[14:], 0)
+	le.PutUint64(h[16:], ^uint64(0)) // section length unknown
+	le.PutUint32(h[24:], 28)
+}
+
+// grow extends the buffer by n bytes and returns them.
+func (w *Writer) grow(n int) []byte {
+	l := len(w.buf)
+	if l+n > cap(w.buf) {
+		w.buf = append(w.buf, make([]byte, n)...)
+	}
+	w.buf = w.buf[:l+n]
+	return w.buf[l : l+n]
+}
+
+func (w *Writer) encode(p *Packet) error {
+	ifc := p.Interface
+	if ifc == nil {
+		ifc = &w.anon
+	}
+	n := len(p.Data)
+	if n > MaxRecord-64 {
+		return fmt.Errorf("packet of %d bytes exceeds the stream's record limit %d", n, MaxRecord-64)
+	}
+	if !w.headerDone {
+		w.header(ifc.LinkType)
+	}
+	le := binary.LittleEndian
+	orig := max(p.Length, n)
+	if w.format == FormatPcap {
+		if ifc.LinkType != w.pcapLink {
+			return fmt.Errorf("classic pcap holds one link type: packet of %s after %s (use pcapng)", ifc.LinkType, w.pcapLink)
+		}
+		h := w.grow(16 + n)
+		le.PutUint32(h, uint32(p.Timestamp/1e9))
+		le.PutUint32(h[4:], uint32(p.Timestamp%1e9))
+		le.PutUint32(h[8:], uint32(n))
+		le.PutUint32(h[12:], uint32(orig))
+		copy(h[16:], p.Data)
+		return nil
+	}
+	id := w.ifaceID(ifc)
+	pad := (4 - n&3) & 3
+	size := 32 + n + pad
+	if p.Direction != DirUnknown {
+		size += 12
+	}
+	h := w.grow(size)
+	le.PutUint32(h, blockEPB)
+	le.PutUint32(h[4:], uint32(size))
+	le.PutUint32(h[8:], id)
+	ts := uint64(p.Timestamp)
+	le.PutUint32(h[12:], uint32(ts>>32))
+	le.PutUint32(h[16:], uint32(ts))
+	le.PutUint32(h[20:], uint32(n))
+	le.PutUint32(h[24:], uint32(orig))
+	copy(h[28:], p.Data)
+	o := h[28+n:]
+	clear(o[:pad])
+	o = o[pad:]
+	if p.Direction != DirUnknown {
+		le.PutUint32(o, 2<<0|4<<16) // epb_flags, 4 bytes
+		le.PutUint32(o[4:], uint32(p.Direction))
+		le.PutUint32(o[8:], 0) // opt_endofopt
+		o = o[12:]
+	}
+	le.PutUint32(o, uint32(size))
+	return nil
+}
+
+// ifaceID returns the pcapng interface id for ifc, writing its description on first use.
+func (w *Writer) ifaceID(ifc *Interface) uint32 {
+	if ifc == w.lastIface {
+		return w.lastID
+	}
+	id := -1
+	for i, known := range w.ifaces {
+		// Unnamed interfaces are told apart by pointer only: mergecap of two unnamed
+		// captures must stay two interfaces.
+		if known == ifc || (ifc.Name != "" && known.Name == ifc.Name && known.LinkType == ifc.LinkType) {
+			id = i
+			break
+		}
+	}
+	if id < 0 {
+		id = len(w.ifaces)
+		w.ifaces = append(w.ifaces, ifc)
+		w.idb(ifc)
+	}
+	w.lastIface, w.lastID = ifc, uint32(id)
+	return uint32(id)
+}
+
+func (w *Writer) idb(ifc *Interface) {
+	le := binary.LittleEndian
+	name := ifc.Name
+	if len(name) > 255 {
+		name = name[:255]
+	}
+	namePad := (4 - len(name)&3) & 3
+	size := 16 + 8 + 4 // header + if_tsresol option + end of options
+	if name != "" {
+		size += 4 + len(name) + namePad
+	}
+	size += 4 // trailing length
+	h := w.grow(size)
+	le.PutUint32(h, blockIDB)
+	le.PutUint32(h[4:], uint32(size))
+	le.PutUint16(h[8:], uint16(ifc.LinkType))
+	le.PutUint16(h[10:], 0)
+	le.PutUint32(h[12:], ifc.SnapLen)
+	o := h[16:]
+	if name != "" {
+		le.PutUint16(o, 2) // if_name
+		le.PutUint16(o[2:], uint16(len(name)))
+		copy(o[4:], name)
+		clear(o[4+len(name) : 4+len(name)+namePad])
+		o = o[4+len(name)+namePad:]
+	}
+	le.PutUint16(o, 9) // if_tsresol
+	le.PutUint16(o[2:], 1)
+	o[4], o[5], o[6], o[7] = 9, 0, 0, 0 // nanoseconds
+	le.PutUint32(o[8:], 0)              // opt_endofopt
+	le.PutUint32(o[12:], uint32(size))
+}

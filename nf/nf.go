@@ -1,0 +1,335 @@
+// Package nf is the runner every stdpkt command shares: common flags, profiling, signals,
+// the read-process-write loop with flush-when-idle, the books on exit, and exit statuses.
+package nf
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/pkg/profile"
+	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
+
+	"github.com/stdpkt/stdpkt/books"
+	"github.com/stdpkt/stdpkt/framing"
+)
+
+// Exit statuses, the same for every command.
+const (
+	ExitOK    = 0 // input ended, or stopped by SIGINT/SIGTERM, or downstream went away
+	ExitError = 1 // a malformed stream, an I/O error, a runtime failure
+	ExitUsage = 2 // bad flags, arguments or rule files: nothing was processed
+)
+
+// BatchSize is how many packets a stage reads per call.
+const BatchSize = 256
+
+// Options are the flags every command shares.
+type Options struct {
+	Name          string
+	Profile       string
+	StatsInterval time.Duration
+	StatsJSON     string
+	Verbose       bool
+	Quiet         bool
+}
+
+// Flags returns the common flags, each also settable from an STDPKT_ environment variable.
+func Flags() []cli.Flag {
+	const cat = "Common"
+	return []cli.Flag{
+		&cli.StringFlag{Name: "profile", Category: cat, EnvVars: []string{"STDPKT_PROFILE"},
+			Usage: "write a `KIND` profile (cpu, mem, mutex, block, trace) for go tool pprof; its path is printed on exit"},
+		&cli.DurationFlag{Name: "stats-interval", Category: cat, EnvVars: []string{"STDPKT_STATS_INTERVAL"},
+			Usage: "print the counters on stderr every `DURATION` (default: every second when stderr is a terminal)"},
+		&cli.StringFlag{Name: "stats-json", Category: cat, EnvVars: []string{"STDPKT_STATS_JSON"},
+			Usage: "write the final counters as JSON to `FILE` on exit"},
+		&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Category: cat, EnvVars: []string{"STDPKT_VERBOSE"},
+			Usage: "say more on stderr"},
+		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Category: cat, EnvVars: []string{"STDPKT_QUIET"},
+			Usage: "print nothing on stderr but errors"},
+	}
+}
+
+// OptionsFrom reads the common flags.
+func OptionsFrom(c *cli.Context) Options {
+	return Options{
+		Name:          c.App.Name,
+		Profile:       c.String("profile"),
+		StatsInterval: c.Duration("stats-interval"),
+		StatsJSON:     c.String("stats-json"),
+		Verbose:       c.Bool("verbose"),
+		Quiet:         c.Bool("quiet"),
+	}
+}
+
+// UsageError marks err as the user's mistake (exit status 2).
+func UsageError(err error) error { return &usageError{err} }
+
+type usageError struct{ err error }
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+// Stage is a running command: its books and the hooks the runner calls.
+type Stage struct {
+	Books books.Books
+	// Flush writes out whatever the stage holds; called when it is stopped by a signal.
+	Flush func() error
+	// Report writes summary lines after the books (rates, latency); may be nil.
+	Report func(w io.Writer)
+	// Dump writes state for SIGUSR1 after the books (rule counters, connections); may be nil.
+	Dump func(w io.Writer)
+	// Extra returns more fields for --stats-json; may be nil.
+	Extra func() map[string]any
+	// Progress says how far a replay has come, for the stats line; may be nil.
+	Progress func() string
+
+	idle atomic.Bool // blocked reading input with nothing in hand: safe to stop at once
+}
+
+// IsTerminal reports whether f is a terminal.
+func IsTerminal(f *os.File) bool {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+// RefuseTerminal returns an error when binary packets would go to a terminal.
+func RefuseTerminal(f *os.File) error {
+	if IsTerminal(f) {
+		return UsageError(errors.New("refusing to write binary packets to a terminal: pipe them on (| stdpkt-sink, | tcpdump -nr -) or write a file (-w FILE)"))
+	}
+	return nil
+}
+
+// Pump reads batches from r, gives each to handle, and calls flush whenever the input is
+// drained, so batches are full under load and an idle chain adds no latency. It returns nil
+// at the end of the input and stops between batches when ctx is cancelled.
+func (s *Stage) Pump(ctx context.Context, r *framing.Reader, handle func([]framing.Packet) error, flush func() error) error {
+	pkts := make([]framing.Packet, BatchSize)
+	for ctx.Err() == nil {
+		s.idle.Store(true)
+		n, err := r.Read(pkts)
+		s.idle.Store(false)
+		if n > 0 {
+			if herr := handle(pkts[:n]); herr != nil {
+				return herr
+			}
+			if r.Drained() {
+				if ferr := flush(); ferr != nil {
+					return ferr
+				}
+			}
+		}
+		if err == io.EOF {
+			return flush()
+		}
+		if err != nil {
+			if ferr := flush(); ferr != nil {
+				return errors.Join(err, ferr)
+			}
+			return err
+		}
+	}
+	return flush()
+}
+
+// Run runs body under the common options and returns the exit status: it starts profiling,
+// stops on SIGINT/SIGTERM (flush, books, exit), answers SIGUSR1 with the books and the
+// stage's state, prints the stats line, and ends quietly when downstream has gone (EPIPE).
+func Run(opts Options, s *Stage, body func(ctx context.Context) error) int {
+	signal.Ignore(syscall.SIGPIPE) // a write to a closed pipe returns EPIPE instead of killing us
+	growPipe(os.Stdin)
+	growPipe(os.Stdout)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	var prof interface{ Stop() }
+	var profDir string
+	if opts.Profile != "" {
+		mode, ok := profileModes[opts.Profile]
+		if !ok {
+			fmt.Fprintf(os.Stderr, "%s: --profile %q: want one of cpu, mem, mutex, block, trace\n", opts.Name, opts.Profile)
+			return ExitUsage
+		}
+		profDir = filepath.Join(os.TempDir(), fmt.Sprintf("%s-%d", opts.Name, os.Getpid()))
+		prof = profile.Start(mode, profile.ProfilePath(profDir), profile.Quiet, profile.NoShutdownHook)
+	}
+
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGUSR1)
+	defer signal.Stop(sigs)
+
+	done := make(chan error, 1)
+	go func() { done <- body(ctx) }()
+
+	interval := opts.StatsInterval
+	live := interval == 0 && !opts.Quiet && IsTerminal(os.Stderr)
+	if live {
+		interval = time.Second
+	}
+	var tick <-chan time.Time
+	if interval > 0 {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		tick = t.C
+	}
+
+	var err error
+	stopping := false
+	var settle <-chan time.Time
+loop:
+	for {
+		select {
+		case err = <-done:
+			break loop
+		case sig := <-sigs:
+			if sig == syscall.SIGUSR1 {
+				s.Books.Snapshot().Format(os.Stderr, opts.Name)
+				if s.Dump != nil {
+					s.Dump(os.Stderr)
+				}
+				continue
+			}
+			if !stopping {
+				stopping = true
+				cancel()
+				settle = time.After(time.Millisecond)
+			}
+		case <-settle:
+			// A body blocked reading input holds no packet: stop without waiting for input.
+			if s.idle.Load() {
+				if s.Flush != nil {
+					err = s.Flush()
+				}
+				break loop
+			}
+			settle = time.After(time.Millisecond)
+		case <-tick:
+			line := s.statsLine()
+			if live {
+				fmt.Fprintf(os.Stderr, "\r%s: %s\x1b[K", opts.Name, line)
+			} else {
+				fmt.Fprintf(os.Stderr, "%s: %s\n", opts.Name, line)
+			}
+		}
+	}
+	if live {
+		fmt.Fprint(os.Stderr, "\r\x1b[K")
+	}
+	if prof != nil {
+		prof.Stop()
+		if !opts.Quiet {
+			fmt.Fprintf(os.Stderr, "%s: %s profile in %s\n", opts.Name, opts.Profile, profDir)
+		}
+	}
+	status := ExitOK
+	var usage *usageError
+	switch {
+	case err == nil, errors.Is(err, syscall.EPIPE), errors.Is(err, context.Canceled):
+	case errors.As(err, &usage):
+		fmt.Fprintf(os.Stderr, "%s: %v\n", opts.Name, err)
+		return ExitUsage
+	default:
+		fmt.Fprintf(os.Stderr, "%s: %v\n", opts.Name, err)
+		status = ExitError
+	}
+	snap := s.Books.Snapshot()
+	if !opts.Quiet {
+		snap.Format(os.Stderr, opts.Name)
+		if s.Report != nil {
+			s.Report(os.Stderr)
+		}
+	}
+	if opts.StatsJSON != "" {
+		if jerr := writeJSON(opts, s, snap); jerr != nil {
+			fmt.Fprintf(os.Stderr, "%s: --stats-json: %v\n", opts.Name, jerr)
+			status = max(status, ExitError)
+		}
+	}
+	return status
+}
+
+// pipeSize is what stages ask of the pipes between them: a 64 KiB pipe holds under 700
+// small frames, so the two processes would take turns at every few hundred packets.
+const pipeSize = 1 << 20
+
+// growPipe enlarges f's pipe buffer when f is a pipe; failing that (an unprivileged user
+// over /proc/sys/fs/pipe-max-size) the default is kept.
+func growPipe(f *os.File) {
+	var st unix.Stat_t
+	if unix.Fstat(int(f.Fd()), &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFIFO {
+		return
+	}
+	_, _ = unix.FcntlInt(f.Fd(), unix.F_SETPIPE_SZ, pipeSize)
+}
+
+var profileModes = map[string]func(*profile.Profile){
+	"cpu": profile.CPUProfile, "mem": profile.MemProfile, "mutex": profile.MutexProfile,
+	"block": profile.BlockProfile, "trace": profile.TraceProfile,
+}
+
+func (s *Stage) statsLine() string {
+	snap := s.Books.Snapshot()
+	e := snap.East
+	line := fmt.Sprintf("in %d out %d dropped %d", e.In.Packets+e.Generated.Packets, e.Out.Packets, e.DroppedPackets())
+	if w := snap.West; w.In.Packets+w.Generated.Packets > 0 {
+		line += fmt.Sprintf(" | westbound in %d out %d dropped %d", w.In.Packets+w.Generated.Packets, w.Out.Packets, w.DroppedPackets())
+	}
+	if s.Progress != nil {
+		line += " | " + s.Progress()
+	}
+	return line
+}
+
+func writeJSON(opts Options, s *Stage, snap books.Snapshot) error {
+	doc := map[string]any{"stage": opts.Name, "books": snap}
+	if s.Extra != nil {
+		for k, v := range s.Extra() {
+			doc[k] = v
+		}
+	}
+	b, err := json.MarshalIndent(doc, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(opts.StatsJSON, append(b, '\n'), 0o644)
+}
+
+// Main runs a cli.App and exits with the documented statuses: flag errors are usage errors.
+func Main(app *cli.App) {
+	// urfave/cli's default version flag takes -v, which is --verbose here; the flag is a
+	// package variable of urfave/cli, so it is set once here before any app runs.
+	cli.VersionFlag = &cli.BoolFlag{Name: "version", Usage: "print the version"}
+	app.EnableBashCompletion = true
+	app.ExitErrHandler = func(*cli.Context, error) {}
+	app.OnUsageError = func(c *cli.Context, err error, _ bool) error { return UsageError(err) }
+	err := app.Run(os.Args)
+	var coder cli.ExitCoder
+	switch {
+	case err == nil:
+		os.Exit(ExitOK)
+	case errors.As(err, &coder):
+		os.Exit(coder.ExitCode())
+	default:
+		fmt.Fprintf(os.Stderr, "%s: %v\n", app.Name, err)
+		os.Exit(ExitUsage)
+	}
+}
+
+// Exit turns Run's status into the error a cli.Action returns.
+func Exit(status int) error {
+	if status == ExitOK {
+		return nil
+	}
+	return cli.Exit("", status)
+}

@@ -1,0 +1,169 @@
+// Package sink is the east end of a chain in its offline modes: write what arrives to a file,
+// or count it and throw it away, and say how much came, how fast, and how late.
+package sink
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/stdpkt/stdpkt/books"
+	"github.com/stdpkt/stdpkt/framing"
+	"github.com/stdpkt/stdpkt/nf"
+)
+
+// Config says what a sink does with what arrives.
+type Config struct {
+	Out     *framing.Writer // nil: count and discard
+	OutName string          // for messages
+	Latency bool            // measure arrival time minus packet timestamp
+}
+
+// Sink consumes a stream.
+type Sink struct {
+	cfg         Config
+	first, last time.Time
+	hist        Histogram
+}
+
+// New returns a Sink.
+func New(cfg Config) *Sink { return &Sink{cfg: cfg} }
+
+// Run reads in until it ends or ctx is cancelled.
+func (s *Sink) Run(ctx context.Context, in io.Reader, st *nf.Stage) error {
+	r := framing.NewReader(in)
+	east := st.Books.East()
+	flush := func() error { return nil }
+	if s.cfg.Out != nil {
+		flush = s.cfg.Out.Flush
+	}
+	err := st.Pump(ctx, r, func(pkts []framing.Packet) error {
+		now := time.Now()
+		if s.first.IsZero() {
+			s.first = now
+		}
+		s.last = now
+		n := dataBytes(pkts)
+		east.In.Add(len(pkts), n)
+		if s.cfg.Latency {
+			at := now.UnixNano()
+			for i := range pkts {
+				s.hist.Add(time.Duration(at - pkts[i].Timestamp))
+			}
+		}
+		if s.cfg.Out != nil {
+			if err := s.cfg.Out.Write(pkts); err != nil {
+				east.Drop(books.Output, len(pkts), n)
+				return fmt.Errorf("%s: %w", s.cfg.OutName, err)
+			}
+		}
+		east.Out.Add(len(pkts), n)
+		return nil
+	}, flush)
+	if err != nil {
+		err = fmt.Errorf("stdin: %w", err)
+		if s.cfg.Out != nil {
+			err = fmt.Errorf("%w (%s holds the %d packets before it)", err, s.cfg.OutName, east.Out.Packets())
+		}
+	}
+	return err
+}
+
+func dataBytes(pkts []framing.Packet) int {
+	n := 0
+	for i := range pkts {
+		n += len(pkts[i].Data)
+	}
+	return n
+}
+
+// Summary is what a sink saw, for people and for --stats-json.
+type Summary struct {
+	Packets uint64          `json:"packets"`
+	Bytes   uint64          `json:"bytes"`
+	Seconds float64         `json:"seconds"`
+	Mpps    float64         `json:"mpps"`
+	Gbps    float64         `json:"gbps"`
+	Latency *LatencySummary `json:"latency_us,omitempty"`
+}
+
+// LatencySummary holds percentiles of arrival time minus packet timestamp, in microseconds.
+type LatencySummary struct {
+	Samples  uint64  `json:"samples"`
+	P50      float64 `json:"p50"`
+	P90      float64 `json:"p90"`
+	P99      float64 `json:"p99"`
+	Max      float64 `json:"max"`
+	Negative uint64  `json:"negative"`
+}
+
+// Summary returns what the sink saw so far. The duration runs from the first arrival to
+// the last, so rates are those of the stream, not of start-up.
+func (s *Sink) Summary(st *nf.Stage) Summary {
+	in := &st.Books.East().In
+	sum := Summary{Packets: in.Packets(), Bytes: in.Bytes()}
+	if !s.first.IsZero() {
+		sum.Seconds = s.last.Sub(s.first).Seconds()
+	}
+	if sum.Seconds > 0 && sum.Packets > 1 {
+		sum.Mpps = float64(sum.Packets) / sum.Seconds / 1e6
+		sum.Gbps = float64(sum.Bytes) * 8 / sum.Seconds / 1e9
+	}
+	if s.cfg.Latency {
+		us := func(d time.Duration) float64 { return float64(d) / 1e3 }
+		sum.Latency = &LatencySummary{Samples: s.hist.Count(), P50: us(s.hist.Quantile(.50)),
+			P90: us(s.hist.Quantile(.90)), P99: us(s.hist.Quantile(.99)), Max: us(s.hist.Max()),
+			Negative: s.hist.Negative()}
+	}
+	return sum
+}
+
+// Report writes the summary for people.
+func (s *Sink) Report(w io.Writer, name string, st *nf.Stage) {
+	sum := s.Summary(st)
+	rate := "too few to time"
+	if sum.Mpps > 0 {
+		rate = fmt.Sprintf("%s, %.3f Gbit/s", pps(sum.Mpps*1e6), sum.Gbps)
+	}
+	fmt.Fprintf(w, "%s: %d packets, %d bytes in %.6f s: %s\n", name, sum.Packets, sum.Bytes, sum.Seconds, rate)
+	if l := sum.Latency; l != nil {
+		fmt.Fprintf(w, "%s: latency (arrival - timestamp) over %d packets: p50 %.1f us, p90 %.1f us, p99 %.1f us, max %.1f us\n",
+			name, l.Samples, l.P50, l.P90, l.P99, l.Max)
+		if l.Negative > 0 || l.Max > 3600e6 {
+			fmt.Fprintf(w, "%s: warning: %d packets arrived before their timestamp and the largest latency is %.0f s: the timestamps are not send times (use stdpkt-src --timestamps now, --realtime or --pps)\n",
+				name, l.Negative, l.Max/1e6)
+		}
+	}
+}
+
+// pps formats a packet rate with a unit that suits it.
+func pps(r float64) string {
+	switch {
+	case r >= 1e5:
+		return fmt.Sprintf("%.3f Mpps", r/1e6)
+	case r >= 100:
+		return fmt.Sprintf("%.1f kpps", r/1e3)
+	}
+	return fmt.Sprintf("%.1f pps", r)
+}
+
+// OpenOutput opens -w's argument: "-" is stdout, refused when it is a terminal.
+func OpenOutput(name string, stdout *os.File) (io.WriteCloser, error) {
+	if name == "-" {
+		if err := nf.RefuseTerminal(stdout); err != nil {
+			return nil, err
+		}
+		return nopCloser{stdout}, nil
+	}
+	f, err := os.Create(name)
+	if err != nil {
+		return nil, nf.UsageError(fmt.Errorf("-w: %w", err))
+	}
+	return f, nil
+}
+
+type nopCloser struct{ io.Writer }
+
+func (nopCloser) Close() error { return nil }
