@@ -35,8 +35,10 @@ type Generator struct {
 	srcHosts  uint64
 	clientSeq []uint32 // next sequence number per flow (tcp), or echo sequence (icmp)
 	serverSeq []uint32
-	pending   []pending // handshake frames still to emit for the current flow
-	proto     uint8     // IP protocol number
+	steps     [3]pending // the frames of the current visit to a flow: a handshake or one data frame
+	step      int        // next of steps to emit
+	nsteps    int
+	proto     uint8 // IP protocol number
 }
 
 type pending struct {
@@ -116,17 +118,18 @@ func (g *Generator) size() int {
 // frame writes the next frame into buf and returns its size and whether it travels from
 // the server back to the client.
 func (g *Generator) frame(buf []byte) (int, bool) {
-	if len(g.pending) == 0 {
+	if g.step == g.nsteps {
+		g.step = 0
 		if g.spec.Handshake && g.firstLap {
-			g.pending = append(g.pending[:0], pending{tcpSYN, false}, pending{tcpSYN | tcpACK, true}, pending{tcpACK, false})
+			g.steps, g.nsteps = [3]pending{{tcpSYN, false}, {tcpSYN | tcpACK, true}, {tcpACK, false}}, 3
 		} else {
-			g.pending = append(g.pending[:0], pending{tcpPSH | tcpACK, false})
+			g.steps[0], g.nsteps = pending{tcpPSH | tcpACK, false}, 1
 		}
 	}
-	step := g.pending[0]
-	g.pending = g.pending[1:]
+	step := g.steps[g.step]
+	g.step++
 	flow := g.flow
-	if len(g.pending) == 0 {
+	if g.step == g.nsteps {
 		g.flow++
 		if g.flow == g.spec.Flows {
 			g.flow, g.firstLap = 0, false

@@ -33,11 +33,12 @@ const MaxCount = 1 << 40
 // imix is the simple IMIX (7:4:1), as frame sizes without the 4-byte FCS.
 var imix = []int{60, 60, 60, 60, 60, 60, 60, 590, 590, 590, 590, 1514}
 
-// ParseSpec parses the text form of a Spec. Unset fields get defaults: udp, size=64,
+// ParseSpec parses the text form of a Spec. Unset fields get defaults: udp, size=64 (or the
+// smallest frame that holds the headers),
 // flows=1, count=1000, src 192.0.2.0/24 (2001:db8:1::/64), dst 198.51.100.10
 // (2001:db8:2::10), sport 10000, dport 9 (udp) or 80 (tcp).
 func ParseSpec(text string) (Spec, error) {
-	s := Spec{Proto: "udp", Sizes: []int{64}, Flows: 1, Count: 1000, SrcPort: 10000}
+	s := Spec{Proto: "udp", Flows: 1, Count: 1000, SrcPort: 10000}
 	var src, dst string
 	dport := -1
 	for _, tok := range strings.Split(text, ",") {
@@ -121,6 +122,9 @@ func ParseSpec(text string) (Spec, error) {
 	}
 	if s.Src.Addr().Is6() != s.IPv6 || s.Dst.Addr().Is6() != s.IPv6 {
 		return s, fmt.Errorf("gen spec: src and dst must both be IPv%s", map[bool]string{true: "6", false: "4"}[s.IPv6])
+	}
+	if s.Sizes == nil {
+		s.Sizes = []int{max(64, s.headerLen())} // 64 bytes, or the smallest frame that holds the headers
 	}
 	if len(s.Sizes) == len(imix) && &s.Sizes[0] == &imix[0] {
 		// IMIX's small frames are the smallest the protocol allows.
