@@ -11,7 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"sync/atomic"
+	"sync"
 	"syscall"
 	"time"
 
@@ -94,7 +94,9 @@ type Stage struct {
 	// Progress says how far a replay has come, for the stats line; may be nil.
 	Progress func() string
 
-	idle atomic.Bool // blocked reading input with nothing in hand: safe to stop at once
+	// batch is held by a pump while it handles and writes a batch, so a signal stops the
+	// stage between batches and the books it prints are whole.
+	batch sync.Mutex
 }
 
 // IsTerminal reports whether f is a terminal.
@@ -111,23 +113,30 @@ func RefuseTerminal(f *os.File) error {
 	return nil
 }
 
+// Batch runs f as one batch: a signal stops the stage before or after it, never during.
+// Pump does this itself; stages that make their own packets (a generator) call it.
+func (s *Stage) Batch(f func() error) error {
+	s.batch.Lock()
+	defer s.batch.Unlock()
+	return f()
+}
+
 // Pump reads batches from r, gives each to handle, and calls flush whenever the input is
 // drained, so batches are full under load and an idle chain adds no latency. It returns nil
 // at the end of the input and stops between batches when ctx is cancelled.
 func (s *Stage) Pump(ctx context.Context, r *framing.Reader, handle func([]framing.Packet) error, flush func() error) error {
 	pkts := make([]framing.Packet, BatchSize)
 	for ctx.Err() == nil {
-		s.idle.Store(true)
 		n, err := r.Read(pkts)
-		s.idle.Store(false)
 		if n > 0 {
-			if herr := handle(pkts[:n]); herr != nil {
-				return herr
+			s.batch.Lock()
+			herr := handle(pkts[:n])
+			if herr == nil && r.Drained() {
+				herr = flush()
 			}
-			if r.Drained() {
-				if ferr := flush(); ferr != nil {
-					return ferr
-				}
+			s.batch.Unlock()
+			if herr != nil {
+				return herr
 			}
 		}
 		if err == io.EOF {
@@ -186,7 +195,7 @@ func Run(opts Options, s *Stage, body func(ctx context.Context) error) int {
 
 	var err error
 	stopping := false
-	var settle <-chan time.Time
+	var stopped <-chan struct{}
 loop:
 	for {
 		select {
@@ -203,17 +212,15 @@ loop:
 			if !stopping {
 				stopping = true
 				cancel()
-				settle = time.After(time.Millisecond)
+				stopped = s.stopBetweenBatches()
 			}
-		case <-settle:
-			// A body blocked reading input holds no packet: stop without waiting for input.
-			if s.idle.Load() {
-				if s.Flush != nil {
-					err = s.Flush()
-				}
-				break loop
+		case <-stopped:
+			// The pumps may be blocked reading input that never comes: they hold no packet,
+			// so flush and stop without waiting for them.
+			if s.Flush != nil {
+				err = s.Flush()
 			}
-			settle = time.After(time.Millisecond)
+			break loop
 		case <-tick:
 			line := s.statsLine()
 			if live {
@@ -271,6 +278,26 @@ func growPipe(f *os.File) {
 		return
 	}
 	_, _ = unix.FcntlInt(f.Fd(), unix.F_SETPIPE_SZ, pipeSize)
+}
+
+// stopBetweenBatches takes the batch lock for good, so no pump starts another batch, and
+// says when it has it; after a second it says so anyway, since a pump blocked writing to a
+// stalled neighbour would otherwise hold the stage forever.
+func (s *Stage) stopBetweenBatches() <-chan struct{} {
+	got := make(chan struct{})
+	go func() {
+		s.batch.Lock()
+		close(got)
+	}()
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-got:
+		case <-time.After(time.Second):
+		}
+		close(done)
+	}()
+	return done
 }
 
 var profileModes = map[string]func(*profile.Profile){

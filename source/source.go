@@ -139,9 +139,12 @@ func (s *Source) runGen(ctx context.Context, out *framing.Writer, st *nf.Stage) 
 		if n == 0 {
 			break
 		}
-		sent.Add(int64(n))
-		st.Books.East().Generated.Add(n, dataBytes(pkts[:n]))
-		if err := send(ctx, p, cfg.Stamp != StampKeep, pkts[:n], out, st); err != nil {
+		err := st.Batch(func() error {
+			sent.Add(int64(n))
+			st.Books.East().Generated.Add(n, dataBytes(pkts[:n]))
+			return send(ctx, p, cfg.Stamp != StampKeep, pkts[:n], out, st)
+		})
+		if err != nil {
 			return err
 		}
 	}
