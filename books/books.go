@@ -43,11 +43,13 @@ const (
 	LinkType                   // a link type the stage cannot parse
 	Unsent                     // still held (e.g. waiting for ARP) when the stage stopped
 	Output                     // the output refused it
+	Overrun                    // a capture ring was full: the kernel dropped it before we saw it
+	TooBig                     // larger than a capture ring slot (turn off GRO/TSO on the interface)
 	numReasons
 )
 
 var reasonNames = [numReasons]string{"rule", "invalid", "malformed", "no-route", "ttl",
-	"no-return-path", "full", "link-type", "unsent", "output"}
+	"no-return-path", "full", "link-type", "unsent", "output", "ring-overrun", "too-big"}
 
 func (r Reason) String() string {
 	if r < numReasons {

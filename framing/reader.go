@@ -88,7 +88,8 @@ type Reader struct {
 	base int64 // stream offset of buf[0]
 
 	eof       bool
-	shortRead bool // the last read returned less than it asked for: the input was drained
+	readErr   error // a read error that came with data, returned once that data is parsed
+	shortRead bool  // the last read returned less than it asked for: the input was drained
 	started   bool
 	err       error
 
@@ -162,11 +163,14 @@ func (rd *Reader) Read(pkts []Packet) (int, error) {
 // record is buffered and the last read came back short. Writers flush when it is true, so
 // batches are full under load and an idle chain adds no latency.
 func (rd *Reader) Drained() bool {
-	if rd.err != nil || rd.eof {
+	if rd.err != nil {
 		return true
 	}
 	if rd.complete() {
 		return false
+	}
+	if rd.eof {
+		return true
 	}
 	if rd.shortRead || rd.fd < 0 {
 		return true
@@ -207,6 +211,9 @@ func (rd *Reader) fill() error {
 	if rd.eof {
 		return rd.atEOF()
 	}
+	if rd.readErr != nil {
+		return rd.readErr
+	}
 	if rd.r > 0 {
 		copy(rd.buf, rd.buf[rd.r:rd.w])
 		rd.base += int64(rd.r)
@@ -228,7 +235,11 @@ func (rd *Reader) fill() error {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("reading stream at byte offset %d: %w", rd.base+int64(rd.w), err)
+		rd.readErr = fmt.Errorf("reading stream at byte offset %d: %w", rd.base+int64(rd.w), err)
+		if n > 0 {
+			return nil // parse what arrived with the error first
+		}
+		return rd.readErr
 	}
 	return nil
 }
@@ -475,7 +486,7 @@ next:
 				continue next
 			}
 		}
-		if snap > ifc.SnapLen || snap == 0 {
+		if ifc.SnapLen != 0 && (snap == 0 || snap > ifc.SnapLen) {
 			ifc.SnapLen = snap
 		}
 		return ifc

@@ -67,6 +67,9 @@ func (w *Writer) Flush() error {
 	}
 	if !w.headerDone {
 		w.header(w.anon.LinkType)
+		if w.format == FormatPcapng {
+			w.ifaceID(&w.anon) // libpcap refuses a pcapng without an interface description
+		}
 	}
 	return w.flush()
 }
@@ -131,6 +134,9 @@ func (w *Writer) encode(p *Packet) error {
 		ifc = &w.anon
 	}
 	n := len(p.Data)
+	if n == 0 {
+		return fmt.Errorf("empty packet: no reader accepts a zero-length record")
+	}
 	if n > MaxRecord-64 {
 		return fmt.Errorf("packet of %d bytes exceeds the stream's record limit %d", n, MaxRecord-64)
 	}
@@ -206,8 +212,8 @@ func (w *Writer) ifaceID(ifc *Interface) uint32 {
 func (w *Writer) idb(ifc *Interface) {
 	le := binary.LittleEndian
 	name := ifc.Name
-	if len(name) > 255 {
-		name = name[:255]
+	if len(name) > 0xffff {
+		name = name[:0xffff]
 	}
 	namePad := (4 - len(name)&3) & 3
 	size := 16 + 8 + 4 // header + if_tsresol option + end of options
@@ -220,7 +226,9 @@ func (w *Writer) idb(ifc *Interface) {
 	le.PutUint32(h[4:], uint32(size))
 	le.PutUint16(h[8:], uint16(ifc.LinkType))
 	le.PutUint16(h[10:], 0)
-	le.PutUint32(h[12:], ifc.SnapLen)
+	// No snap length: a stage may forward a frame longer than its source captured (a
+	// reassembled datagram), and a reader must not refuse it.
+	le.PutUint32(h[12:], 0)
 	o := h[16:]
 	if name != "" {
 		le.PutUint16(o, 2) // if_name

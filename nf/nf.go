@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -41,6 +42,8 @@ type Options struct {
 	StatsJSON     string
 	Verbose       bool
 	Quiet         bool
+	EastIn        string // explicit source of westbound frames; "": the stage after this one
+	WestOut       string // explicit destination of westbound frames; "": the stage before this one
 }
 
 // Flags returns the common flags, each also settable from an STDPKT_ environment variable.
@@ -69,6 +72,8 @@ func OptionsFrom(c *cli.Context) Options {
 		StatsJSON:     c.String("stats-json"),
 		Verbose:       c.Bool("verbose"),
 		Quiet:         c.Bool("quiet"),
+		EastIn:        c.String("east-in"),
+		WestOut:       c.String("west-out"),
 	}
 }
 
@@ -346,11 +351,36 @@ func Main(app *cli.App) {
 	case err == nil:
 		os.Exit(ExitOK)
 	case errors.As(err, &coder):
+		if msg := err.Error(); msg != "" {
+			fmt.Fprintf(os.Stderr, "%s: %s\n", app.Name, msg)
+		}
 		os.Exit(coder.ExitCode())
 	default:
 		fmt.Fprintf(os.Stderr, "%s: %v\n", app.Name, err)
 		os.Exit(ExitUsage)
 	}
+}
+
+// Interfaces returns the command's positional arguments as interface names. A flag among
+// them is an error: urfave/cli stops reading flags at the first argument, so
+// `stdpkt-sink eth1 -w x` would otherwise take "-w" for an interface.
+func Interfaces(c *cli.Context) ([]string, error) {
+	names := c.Args().Slice()
+	for _, n := range names {
+		if strings.HasPrefix(n, "-") {
+			return nil, UsageError(fmt.Errorf("%s: flags go before the interface names (%s [flags] %s)", n, c.App.Name, strings.Join(names[:1], " ")))
+		}
+	}
+	return names, nil
+}
+
+// OpenError classifies an error opening an input or output before anything ran: a missing
+// thing the user named is a usage error, anything else (a missing privilege) a runtime one.
+func OpenError(err error, usage bool) error {
+	if usage {
+		return UsageError(err)
+	}
+	return cli.Exit(err.Error(), ExitError)
 }
 
 // Exit turns Run's status into the error a cli.Action returns.

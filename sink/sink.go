@@ -40,19 +40,9 @@ func (s *Sink) Run(ctx context.Context, in io.Reader, st *nf.Stage) error {
 		flush = s.cfg.Out.Flush
 	}
 	err := st.Pump(ctx, r, func(pkts []framing.Packet) error {
-		now := time.Now()
-		if s.first.IsZero() {
-			s.first = now
-		}
-		s.last = now
+		s.arrived(pkts)
 		n := dataBytes(pkts)
 		east.In.Add(len(pkts), n)
-		if s.cfg.Latency {
-			at := now.UnixNano()
-			for i := range pkts {
-				s.hist.Add(time.Duration(at - pkts[i].Timestamp))
-			}
-		}
 		if s.cfg.Out != nil {
 			if err := s.cfg.Out.Write(pkts); err != nil {
 				east.Drop(books.Output, len(pkts), n)
@@ -69,6 +59,21 @@ func (s *Sink) Run(ctx context.Context, in io.Reader, st *nf.Stage) error {
 		}
 	}
 	return err
+}
+
+// arrived notes a batch's arrival time and, with --latency, each packet's latency.
+func (s *Sink) arrived(pkts []framing.Packet) {
+	now := time.Now()
+	if s.first.IsZero() {
+		s.first = now
+	}
+	s.last = now
+	if s.cfg.Latency {
+		at := now.UnixNano()
+		for i := range pkts {
+			s.hist.Add(time.Duration(at - pkts[i].Timestamp))
+		}
+	}
 }
 
 func dataBytes(pkts []framing.Packet) int {

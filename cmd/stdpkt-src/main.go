@@ -4,12 +4,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"os"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/stdpkt/stdpkt/framing"
 	"github.com/stdpkt/stdpkt/gen"
+	"github.com/stdpkt/stdpkt/live"
 	"github.com/stdpkt/stdpkt/nf"
 	"github.com/stdpkt/stdpkt/source"
 )
@@ -19,17 +21,21 @@ var version = "dev"
 func main() {
 	const cat = "Source"
 	nf.Main(&cli.App{
-		Name:    "stdpkt-src",
-		Version: version,
-		Usage:   "start a chain: replay a capture or generate traffic, as pcapng on stdout",
-		Description: `stdpkt-src is the west end of a stdpkt chain. It reads a pcap or pcapng capture (-r)
-or generates synthetic flows (--gen) and writes the packets to stdout as pcapng, so any
-stdpkt stage, tcpdump -r - or tshark -r - can read them. It refuses to write to a terminal.
+		Name:      "stdpkt-src",
+		Version:   version,
+		Usage:     "start a chain: capture interfaces, replay a capture or generate traffic, as pcapng on stdout",
+		ArgsUsage: "[IFACE...]",
+		Description: `stdpkt-src is the west end of a stdpkt chain. It captures live interfaces (IFACE...,
+promiscuous, through an AF_PACKET ring; needs CAP_NET_RAW), reads a pcap or pcapng capture
+(-r) or generates synthetic flows (--gen), and writes the packets to stdout as pcapng, so any
+stdpkt stage, tcpdump -r - or tshark -r - can read them. Replies that come back over the
+return path leave through the interface, or go to --west-out FILE. It refuses to write
+binary to a terminal.
 
 Examples:
    stdpkt-src -r capture.pcap | stdpkt-sink -w out.pcapng
    stdpkt-src --gen 'udp,size=64,flows=1000,count=1000000' | stdpkt-sink
-   stdpkt-src -r trace.pcapng --realtime | stdpkt-sink --latency`,
+   stdpkt-src veth-in | stdpkt-fw -f rules.txt | stdpkt-sink veth-out`,
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "read", Aliases: []string{"r"}, Category: cat, Usage: "replay `FILE` (pcap or pcapng; - is stdin)"},
 			&cli.StringFlag{Name: "gen", Category: cat, Usage: "generate traffic from `SPEC`: udp|tcp|icmp, size=N|imix, flows=N, count=N, rate=PPS, seed=N, ipv6, handshake, src=, dst=, sport=, dport="},
@@ -38,10 +44,14 @@ Examples:
 			&cli.IntFlag{Name: "loop", Category: cat, Value: 1, Usage: "replay the file `N` times"},
 			&cli.StringFlag{Name: "timestamps", Category: cat, Value: "auto", Usage: "`keep` the capture's timestamps, stamp the send time (now), or auto: keep at top speed, now when paced"},
 			&cli.StringFlag{Name: "format", Category: cat, Value: "pcapng", EnvVars: []string{"STDPKT_FORMAT"}, Usage: "write `pcapng` or pcap"},
-		}, nf.Flags()...),
+		}, append(nf.ReturnFlags(), nf.Flags()...)...),
 		Action: func(c *cli.Context) error {
+			opts := nf.OptionsFrom(c)
 			if c.NArg() > 0 {
-				return nf.UsageError(cli.Exit("unexpected argument "+c.Args().First()+": give -r FILE or --gen SPEC", nf.ExitUsage))
+				if c.IsSet("read") || c.IsSet("gen") {
+					return nf.UsageError(errors.New("give interfaces, -r FILE or --gen SPEC, not more than one"))
+				}
+				return runLive(c, opts)
 			}
 			cfg := source.Config{File: c.String("read"), Realtime: c.Bool("realtime"), PPS: c.Float64("pps"),
 				Loop: c.Int("loop"), Stdin: os.Stdin}
@@ -69,9 +79,49 @@ Examples:
 			}
 			out := framing.NewWriter(os.Stdout, format)
 			st := &nf.Stage{Flush: out.Flush, Progress: src.Progress}
-			return nf.Exit(nf.Run(nf.OptionsFrom(c), st, func(ctx context.Context) error {
+			return nf.Exit(nf.Run(opts, st, func(ctx context.Context) error {
+				ret, err := nf.OpenReturn(ctx, opts, nf.Ends{East: true})
+				if err != nil {
+					return err
+				}
+				defer ret.Close()
+				go func() { // what comes home: to --west-out, or counted as dropped
+					_ = st.PumpWest(ctx, ret, func(pkts []framing.Packet) error {
+						st.Books.West().In.Add(len(pkts), 0)
+						return ret.SendWest(st.Books.West(), pkts)
+					}, ret.FlushWest)
+				}()
 				return src.Run(ctx, out, st)
 			}))
 		},
 	})
+}
+
+// runLive captures the interfaces named on the command line.
+func runLive(c *cli.Context, opts nf.Options) error {
+	format, err := framing.ParseFormat(c.String("format"))
+	if err != nil {
+		return nf.UsageError(err)
+	}
+	names, err := nf.Interfaces(c)
+	if err != nil {
+		return err
+	}
+	ports, err := live.OpenAll(names)
+	if err != nil {
+		return nf.OpenError(err, errors.Is(err, live.ErrNoInterface))
+	}
+	if err := nf.RefuseTerminal(os.Stdout); err != nil {
+		return err
+	}
+	out := framing.NewWriter(os.Stdout, format)
+	st := &nf.Stage{Flush: out.Flush}
+	return nf.Exit(nf.Run(opts, st, func(ctx context.Context) error {
+		ret, err := nf.OpenReturn(ctx, opts, nf.Ends{East: true})
+		if err != nil {
+			return err
+		}
+		defer ret.Close()
+		return source.RunLive(ctx, ports, out, ret, st)
+	}))
 }

@@ -1,0 +1,228 @@
+package nf
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/stdpkt/stdpkt/books"
+	"github.com/stdpkt/stdpkt/framing"
+	"github.com/stdpkt/stdpkt/returnpath"
+)
+
+// dialPatience is how long a stage looks for its west neighbour's socket: that stage may
+// still be starting, and on a loaded machine that takes a while.
+const dialPatience = 3 * time.Second
+
+// ReturnFlags are the flags that wire the westbound stream explicitly.
+func ReturnFlags() []cli.Flag {
+	const cat = "Return path"
+	return []cli.Flag{
+		&cli.StringFlag{Name: "east-in", Category: cat, EnvVars: []string{"STDPKT_EAST_IN"},
+			Usage: "read westbound frames from `SPEC` (a file or FIFO, tcp:HOST:PORT, tcp-listen:[HOST]:PORT) instead of the stage after this one"},
+		&cli.StringFlag{Name: "west-out", Category: cat, EnvVars: []string{"STDPKT_WEST_OUT"},
+			Usage: "write westbound frames to `SPEC` (a file or FIFO, tcp:HOST:PORT, tcp-listen:[HOST]:PORT) instead of the stage before this one"},
+	}
+}
+
+var errWestEnd = errors.New("the west end of the chain")
+
+// Ends says which neighbours a stage has: a source has no stage to its west, a sink none to
+// its east.
+type Ends struct {
+	East bool // stdout may lead to a stdpkt stage that sends replies back
+	West bool // stdin may come from a stdpkt stage that takes replies
+}
+
+// Return is a stage's westbound plumbing: replies arrive from the east neighbour and leave
+// to the west neighbour, found through the shared pipes or wired with --east-in/--west-out.
+type Return struct {
+	name   string
+	stderr io.Writer
+
+	westOnce  sync.Once
+	westReady chan struct{}
+	west      *framing.Writer // nil: no return path
+	westWhy   error
+	westConn  io.Closer
+
+	eastReady chan struct{}
+	east      io.ReadCloser // nil: nothing comes from the east
+	eastWhy   error
+}
+
+// OpenReturn starts finding the neighbours in the background; it returns at once. A listener
+// on stdout is set up before it returns, so the east neighbour finds it as soon as it starts.
+func OpenReturn(ctx context.Context, opts Options, ends Ends) (*Return, error) {
+	r := &Return{name: opts.Name, stderr: os.Stderr, westReady: make(chan struct{}), eastReady: make(chan struct{})}
+	switch {
+	case opts.WestOut != "":
+		go func() {
+			c, err := returnpath.Open(ctx, opts.WestOut, true)
+			r.setWest(c, err)
+		}()
+	case ends.West:
+		go func() {
+			c, err := returnpath.Dial(ctx, os.Stdin, dialPatience)
+			r.setWest(c, err)
+		}()
+	default:
+		r.setWest(nil, errWestEnd)
+	}
+	switch {
+	case opts.EastIn != "":
+		go func() {
+			c, err := returnpath.Open(ctx, opts.EastIn, false)
+			r.setEast(c, err)
+		}()
+	case ends.East:
+		ln, err := returnpath.Listen(os.Stdout)
+		if errors.Is(err, returnpath.ErrNotPipe) {
+			r.setEast(nil, nil)
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		ln.Refused = func(err error) { fmt.Fprintf(r.stderr, "%s: %v\n", r.name, err) }
+		go func() {
+			c, err := ln.Accept(ctx)
+			if ctx.Err() != nil {
+				err = nil
+			}
+			r.setEast(c, err)
+		}()
+	default:
+		r.setEast(nil, nil)
+	}
+	return r, nil
+}
+
+func (r *Return) setWest(c io.WriteCloser, err error) {
+	if err == nil && c != nil {
+		r.west = framing.NewWriter(c, framing.FormatPcapng)
+		r.westConn = c
+	}
+	r.westWhy = err
+	close(r.westReady)
+}
+
+func (r *Return) setEast(c io.ReadCloser, err error) {
+	r.east, r.eastWhy = c, err
+	close(r.eastReady)
+}
+
+// West returns the writer to the west neighbour, waiting until it is found. When there is
+// none it returns nil and, the first time, says so on stderr: the caller counts the frames
+// as dropped (no return path).
+func (r *Return) West() *framing.Writer {
+	<-r.westReady
+	if r.west == nil {
+		r.westOnce.Do(func() {
+			why := "the stage before this one is not a stdpkt stage (a pipe through another program, a file, or a terminal)"
+			switch {
+			case errors.Is(r.westWhy, errWestEnd):
+				why = "this is the west end of the chain; give --west-out FILE to keep what comes home"
+			case errors.Is(r.westWhy, returnpath.ErrNotPipe):
+				why = "stdin is not a pipe from a stdpkt stage"
+			case r.westWhy != nil && !returnpath.IsRefused(r.westWhy):
+				why = r.westWhy.Error()
+			}
+			fmt.Fprintf(r.stderr, "%s: no return path: %s; westbound frames are counted as dropped (no-return-path)\n", r.name, why)
+		})
+	}
+	return r.west
+}
+
+// SendWest writes westbound frames to the west neighbour, counting them out or dropped.
+func (r *Return) SendWest(side *books.Side, pkts []framing.Packet) error {
+	n := dataBytes(pkts)
+	w := r.West()
+	if w == nil {
+		side.Drop(books.NoReturnPath, len(pkts), n)
+		return nil
+	}
+	if err := w.Write(pkts); err != nil {
+		side.Drop(books.Output, len(pkts), n)
+		return fmt.Errorf("return path west: %w", err)
+	}
+	side.Out.Add(len(pkts), n)
+	return nil
+}
+
+// FlushWest writes out what waits for the west neighbour.
+func (r *Return) FlushWest() error {
+	select {
+	case <-r.westReady:
+	default:
+		return nil // nothing can have been written yet
+	}
+	if r.west == nil {
+		return nil
+	}
+	return r.west.Flush()
+}
+
+// East waits for the east neighbour and returns the westbound frames it sends, or nil when
+// there is none. An error means an explicit --east-in could not be opened.
+func (r *Return) East(ctx context.Context) (io.Reader, error) {
+	select {
+	case <-ctx.Done():
+		return nil, nil
+	case <-r.eastReady:
+	}
+	if r.east == nil {
+		return nil, r.eastWhy
+	}
+	return r.east, nil
+}
+
+// Close closes both connections, so the neighbours see the return path end.
+func (r *Return) Close() {
+	select {
+	case <-r.westReady:
+		if r.westConn != nil {
+			_ = r.FlushWest()
+			r.westConn.Close()
+		}
+	default:
+	}
+	select {
+	case <-r.eastReady:
+		if r.east != nil {
+			r.east.Close()
+		}
+	default:
+	}
+}
+
+// PumpWest moves westbound frames from the east neighbour through handle until they end or
+// ctx is done; it returns nil when there is no east neighbour.
+func (s *Stage) PumpWest(ctx context.Context, r *Return, handle func([]framing.Packet) error, flush func() error) error {
+	in, err := r.East(ctx)
+	if in == nil {
+		return err
+	}
+	err = s.Pump(ctx, framing.NewReader(in), handle, flush)
+	if errors.Is(err, framing.ErrEmptyStream) {
+		return nil // the east neighbour stopped before it had anything to say
+	}
+	if err != nil {
+		return fmt.Errorf("return path east: %w", err)
+	}
+	return nil
+}
+
+func dataBytes(pkts []framing.Packet) int {
+	n := 0
+	for i := range pkts {
+		n += len(pkts[i].Data)
+	}
+	return n
+}

@@ -1,0 +1,356 @@
+// Package osinst is the library-OS instance every stdpkt network function runs on: one gVisor
+// netstack with two Ethernet NICs, west and east, fed from the pipeline's streams and writing
+// to them through this package's own link endpoints.
+//
+// An instance runs in one of two modes:
+//
+//   - Transparent (no addresses): a bump in the wire. Frames are parsed into netstack packet
+//     buffers and run through netstack's iptables hooks (conntrack, filter) directly, without
+//     routing; a frame that passes is written out byte for byte as it came in (no TTL or MAC
+//     change). Frames that are not IP (ARP, LLDP...) pass unchanged, as on a bridge.
+//   - Router (West and East prefixes): the NICs get addresses, netstack forwards between them,
+//     answers ARP for its addresses, resolves next hops (or uses static neighbours) and
+//     decrements TTL.
+//
+// Books: every frame given to Input is counted In on its direction and ends as Out or
+// Dropped with a reason; frames the instance creates (ARP, ICMP errors, TCP resets) are
+// counted Generated and Out on the direction they travel. After Close,
+// in + generated = out + dropped holds for both directions.
+//
+// Link types: Ethernet is the main case. In transparent mode, raw IP (101, 228, 229) and
+// Linux cooked captures (SLL 113, SLL2 276) are filtered too and pass unchanged; in router
+// mode they are dropped and counted books.LinkType, since a router needs Ethernet to resolve
+// and address next hops.
+package osinst
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/network/arp"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/icmp"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
+
+	"github.com/stdpkt/stdpkt/books"
+	"github.com/stdpkt/stdpkt/framing"
+	"github.com/stdpkt/stdpkt/rules"
+)
+
+// Output is where an instance sends frames; *framing.Writer satisfies it.
+type Output interface {
+	Write(pkts []framing.Packet) error
+}
+
+// Config configures an instance.
+type Config struct {
+	// West and East are the NICs' addresses. Both valid: router mode. Both zero: transparent
+	// bump-in-the-wire mode.
+	West, East netip.Prefix
+	// Filter is the filter table; nil accepts everything.
+	Filter *rules.Ruleset
+	// Neighbors are static neighbours, for router mode when there is no return path to
+	// resolve them over.
+	Neighbors map[netip.Addr]net.HardwareAddr
+	// Log receives LOG target lines; nil discards them.
+	Log io.Writer
+	// MaxFragmentDatagrams bounds the datagrams held for reassembly (transparent mode);
+	// 0 means 256.
+	MaxFragmentDatagrams int
+}
+
+// NIC names, as rules name them.
+const (
+	WestNIC = rules.West
+	EastNIC = rules.East
+)
+
+const (
+	westID tcpip.NICID = 1
+	eastID tcpip.NICID = 2
+)
+
+// Instance is one netstack with its two NICs. Input and Close may be called from different
+// goroutines; Input serializes internally.
+type Instance struct {
+	cfg    Config
+	bk     *books.Books
+	out    [2]Output // indexed by books.Dir: where frames travelling that way are written
+	router bool
+	s      *stack.Stack
+	ipt    *stack.IPTables
+	nics   [2]*linkEP // indexed by books.Dir of the frames the NIC writes: [East] is the east NIC
+	tables *tables    // nil when there is no filter
+
+	mu     sync.Mutex // serializes Input and Close
+	closed bool
+	cur    frame // the frame being processed, under mu
+	// curPB is the packet buffer of the frame being processed, and curRuled the entry+1 of
+	// the rule that dropped it. Targets compare against curPB, since netstack may run rules
+	// for its own packets on timer goroutines.
+	curPB    atomic.Pointer[stack.PacketBuffer]
+	curRuled atomic.Int32
+	pending  [2][]framing.Packet
+	frags    *reassembler
+	genIf    map[*framing.Interface]*framing.Interface // raw-IP interfaces for answers to SLL frames
+
+	rt    routerState
+	flows flowView
+	clock *shiftClock
+}
+
+// shiftClock is the stack's clock, which forgetNew can turn back for a moment.
+type shiftClock struct {
+	tcpip.Clock
+	back atomic.Int64 // nanoseconds
+}
+
+// NowMonotonic implements tcpip.Clock.
+func (c *shiftClock) NowMonotonic() tcpip.MonotonicTime {
+	return c.Clock.NowMonotonic().Add(-time.Duration(c.back.Load()))
+}
+
+// forgetNew expires the connection a dropped packet opened. netstack inserts a connection
+// when its first packet meets conntrack (Prerouting), not when the packet is accepted, and
+// keeps it when the filter then drops the packet (Linux frees such unconfirmed entries).
+// Left alone, it would linger for 120 s and its tuple would clash with a later connection
+// the other way (an unsolicited inbound packet would break the outbound flow it mirrors).
+// netstack has no call to delete a connection, so the packet meets conntrack once more with
+// the clock turned back an hour: its last-used time is then long past and lookups, the
+// clash check and the reaper treat it as expired.
+func (in *Instance) forgetNew(pkt *stack.PacketBuffer, inName string) {
+	if !pkt.IsConnTrackConfigured() || pkt.IsReplyPacket() || connState(pkt) != rules.StateNew {
+		return
+	}
+	ip := make([]byte, 0, ipLen(pkt))
+	ip = append(ip, pkt.NetworkHeader().Slice()...)
+	ip = append(ip, pkt.TransportHeader().Slice()...)
+	ip = append(ip, pkt.Data().AsRange().ToSlice()...)
+	again, ok := newParsed(ip, pkt.NetworkProtocolNumber == header.IPv6ProtocolNumber)
+	if !ok {
+		return
+	}
+	defer again.DecRef()
+	in.clock.back.Store(int64(time.Hour))
+	in.ipt.CheckPrerouting(again, nil, inName)
+	in.clock.back.Store(0)
+}
+
+// frame is what the instance knows about the frame it is processing; targets and the link
+// endpoints consult it, since netstack handles a frame synchronously inside the call that
+// delivers it.
+type frame struct {
+	dir   books.Dir
+	pkt   *framing.Packet
+	l3    int // offset of the IP header in pkt.Data
+	link  framing.LinkType
+	local bool // router mode: addressed to the instance itself
+}
+
+// New builds an instance writing eastbound frames to east and westbound frames to west,
+// counting into bk.
+func New(cfg Config, east, west Output, bk *books.Books) (*Instance, error) {
+	if east == nil || west == nil || bk == nil {
+		return nil, errors.New("osinst: New needs both outputs and the books")
+	}
+	in := &Instance{cfg: cfg, bk: bk}
+	in.out[books.East], in.out[books.West] = east, west
+	switch {
+	case cfg.West.IsValid() && cfg.East.IsValid():
+		in.router = true
+	case cfg.West.IsValid() || cfg.East.IsValid():
+		return nil, errors.New("osinst: give both --west and --east addresses (router) or neither (transparent)")
+	}
+	if cfg.Filter != nil && cfg.Filter.Table != "filter" {
+		return nil, fmt.Errorf("osinst: rule set is a %q table, want filter", cfg.Filter.Table)
+	}
+	in.clock = &shiftClock{Clock: tcpip.NewStdClock()}
+	in.s = stack.New(stack.Options{
+		Clock:              in.clock,
+		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol, arp.NewProtocol},
+		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4, icmp.NewProtocol6},
+	})
+	in.ipt = in.s.IPTables()
+	in.nics[books.East] = newLinkEP(in, books.East, EastNIC, macFor(eastID))
+	in.nics[books.West] = newLinkEP(in, books.West, WestNIC, macFor(westID))
+	for _, n := range []struct {
+		id tcpip.NICID
+		ep *linkEP
+	}{{westID, in.nics[books.West]}, {eastID, in.nics[books.East]}} {
+		if err := in.s.CreateNICWithOptions(n.id, n.ep, stack.NICOptions{Name: n.ep.name}); err != nil {
+			in.s.Destroy()
+			return nil, fmt.Errorf("osinst: creating NIC %s: %s", n.ep.name, err)
+		}
+		// Not promiscuous: netstack delivers every packet locally on a promiscuous NIC
+		// instead of forwarding it. A router takes frames for any MAC anyway (the link
+		// endpoint hands them all up); transparent mode does not use the NICs' input.
+	}
+	if cfg.Filter != nil {
+		t, err := buildTables(in, cfg.Filter)
+		if err != nil {
+			in.s.Destroy()
+			return nil, err
+		}
+		in.tables = t
+		t.install(in.ipt)
+	}
+	if in.router {
+		if err := in.setupRouter(); err != nil {
+			in.s.Destroy()
+			return nil, err
+		}
+	} else {
+		n := cfg.MaxFragmentDatagrams
+		if n <= 0 {
+			n = 256
+		}
+		in.frags = newReassembler(n)
+	}
+	return in, nil
+}
+
+// macFor returns a locally administered MAC for a NIC: 02:73:74:70:6b:ID ("stpk").
+func macFor(id tcpip.NICID) tcpip.LinkAddress {
+	return tcpip.LinkAddress([]byte{0x02, 0x73, 0x74, 0x70, 0x6b, byte(id)})
+}
+
+// inNIC and outNIC name the NICs a frame travelling in dir enters and leaves by.
+func inNIC(dir books.Dir) string {
+	if dir == books.East {
+		return WestNIC
+	}
+	return EastNIC
+}
+
+func outNIC(dir books.Dir) string {
+	if dir == books.East {
+		return EastNIC
+	}
+	return WestNIC
+}
+
+func reverse(dir books.Dir) books.Dir {
+	if dir == books.East {
+		return books.West
+	}
+	return books.East
+}
+
+// Input delivers packets travelling in dir: books.East are frames that arrived on the west
+// NIC (from stdin) and leave on east; books.West are replies that arrived on the east NIC
+// and leave on west. Forwarded frames keep the Timestamp and Interface of the input frame.
+// The packets' Data are not retained after Input returns.
+func (in *Instance) Input(dir books.Dir, pkts []framing.Packet) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	side := &in.bk.Dir[dir]
+	for i := range pkts {
+		p := &pkts[i]
+		side.In.Add(1, len(p.Data))
+		if in.closed {
+			side.Drop(books.Unsent, 1, len(p.Data))
+			continue
+		}
+		if in.router {
+			in.route(dir, p)
+		} else {
+			in.bridge(dir, p)
+		}
+	}
+	in.flushPending()
+}
+
+// emit queues a frame to be written in direction dir when the current batch is done.
+// Frames are written per batch: one Output.Write per direction per Input call.
+func (in *Instance) emit(dir books.Dir, p framing.Packet, generated bool) {
+	if generated {
+		in.bk.Dir[dir].Generated.Add(1, len(p.Data))
+	}
+	in.pending[dir] = append(in.pending[dir], p)
+}
+
+// flushPending writes the queued frames; a refused batch is counted books.Output.
+func (in *Instance) flushPending() {
+	for d := range in.pending {
+		q := in.pending[d]
+		if len(q) == 0 {
+			continue
+		}
+		in.write(books.Dir(d), q)
+		clear(q) // drop references to input buffers
+		in.pending[d] = q[:0]
+	}
+}
+
+// write sends frames to the output of dir and counts them Out, or dropped if refused.
+func (in *Instance) write(dir books.Dir, q []framing.Packet) {
+	n := 0
+	for i := range q {
+		n += len(q[i].Data)
+	}
+	side := &in.bk.Dir[dir]
+	if err := in.out[dir].Write(q); err != nil {
+		side.Drop(books.Output, len(q), n)
+		return
+	}
+	side.Out.Add(len(q), n)
+}
+
+// Close stops the instance. Frames it still holds (fragments waiting for the rest of their
+// datagram, packets waiting for a neighbour) are counted books.Unsent.
+func (in *Instance) Close() error {
+	in.mu.Lock()
+	if in.closed {
+		in.mu.Unlock()
+		return nil
+	}
+	in.closed = true
+	if in.frags != nil {
+		in.frags.dropAll(in, books.Unsent)
+	}
+	in.flushPending()
+	in.mu.Unlock()
+	in.s.Close()
+	in.s.Wait()
+	in.s.Destroy()
+	if in.router {
+		in.routerUnsent()
+	}
+	return nil
+}
+
+// RuleCounters returns what every rule and built-in chain policy has matched, in the
+// rule set's order (a chain's rules, then its policy). Empty without a filter.
+func (in *Instance) RuleCounters() []rules.Counter {
+	if in.tables == nil {
+		return nil
+	}
+	return in.tables.counters()
+}
+
+// DumpState writes the rule counters and the connection table, for SIGUSR1 and --list.
+func (in *Instance) DumpState(w io.Writer) {
+	mode := "transparent"
+	if in.router {
+		mode = fmt.Sprintf("router west %s east %s", in.cfg.West, in.cfg.East)
+	}
+	fmt.Fprintf(w, "instance: %s\n", mode)
+	if in.tables != nil {
+		rules.FormatCounters(w, in.tables.counters())
+	}
+	in.dumpConns(w)
+}
+
+// now is the timestamp of frames the instance generates.
+func now() int64 { return time.Now().UnixNano() }

@@ -1,0 +1,310 @@
+package osinst
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"sync"
+
+	"gvisor.dev/gvisor/pkg/buffer"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+
+	"github.com/stdpkt/stdpkt/books"
+	"github.com/stdpkt/stdpkt/framing"
+)
+
+// localReason counts frames a router consumes itself (ARP for its addresses, pings to it).
+// books has no reason for "delivered to the stage", so they count as not routed onward.
+const localReason = books.NoRoute
+
+// ipKey identifies a forwarded packet across netstack: addresses, IPv4 ID and protocol, or
+// IPv6 payload length and the first transport bytes; none of these change when a router
+// forwards (TTL and checksum do).
+type ipKey struct {
+	n int
+	b [48]byte
+}
+
+func keyOf(ip []byte, etype uint16) (ipKey, bool) {
+	var k ipKey
+	switch {
+	case etype == etherIPv4 && len(ip) >= header.IPv4MinimumSize:
+		k.n += copy(k.b[:], ip[4:6])     // ID
+		k.n += copy(k.b[k.n:], ip[9:10]) // protocol
+		k.n += copy(k.b[k.n:], ip[12:20])
+		return k, true
+	case etype == etherIPv6 && len(ip) >= header.IPv6MinimumSize:
+		k.n += copy(k.b[:], ip[4:7]) // payload length, next header
+		k.n += copy(k.b[k.n:], ip[8:40])
+		k.n += copy(k.b[k.n:], ip[40:min(len(ip), 44)])
+		return k, true
+	}
+	return k, false
+}
+
+type heldMeta struct {
+	dir   books.Dir
+	ts    int64
+	ifc   *framing.Interface
+	bytes int
+}
+
+// routerState tracks which frames netstack forwards: the frame being delivered, and frames
+// held for neighbour resolution, written later from a timer goroutine.
+type routerState struct {
+	mu      sync.Mutex
+	active  bool
+	key     ipKey
+	hasKey  bool
+	meta    heldMeta
+	outputs int
+	pending map[ipKey][]heldMeta
+}
+
+func (in *Instance) setupRouter() error {
+	type nicAddr struct {
+		id  tcpip.NICID
+		pfx netip.Prefix
+	}
+	var routes []tcpip.Route
+	for _, na := range []nicAddr{{westID, in.cfg.West}, {eastID, in.cfg.East}} {
+		proto := header.IPv4ProtocolNumber
+		if na.pfx.Addr().Is6() {
+			proto = header.IPv6ProtocolNumber
+		}
+		pa := tcpip.ProtocolAddress{Protocol: proto, AddressWithPrefix: tcpip.AddressWithPrefix{
+			Address: tcpip.AddrFromSlice(na.pfx.Addr().AsSlice()), PrefixLen: na.pfx.Bits()}}
+		if err := in.s.AddProtocolAddress(na.id, pa, stack.AddressProperties{}); err != nil {
+			return fmt.Errorf("osinst: address %s: %s", na.pfx, err)
+		}
+		sub := pa.AddressWithPrefix.Subnet()
+		routes = append(routes, tcpip.Route{Destination: sub, NIC: na.id})
+	}
+	// Everything beyond the two subnets is on-link on east: the usual way out of a router
+	// at the west end of a chain. A gateway option can replace this later.
+	if in.cfg.East.Addr().Is4() {
+		routes = append(routes, tcpip.Route{Destination: header.IPv4EmptySubnet, NIC: eastID})
+	} else {
+		routes = append(routes, tcpip.Route{Destination: header.IPv6EmptySubnet, NIC: eastID})
+	}
+	in.s.SetRouteTable(routes)
+	for _, p := range []tcpip.NetworkProtocolNumber{header.IPv4ProtocolNumber, header.IPv6ProtocolNumber} {
+		if err := in.s.SetForwardingDefaultAndAllNICs(p, true); err != nil {
+			return fmt.Errorf("osinst: forwarding: %s", err)
+		}
+	}
+	for addr, mac := range in.cfg.Neighbors {
+		if len(mac) != 6 {
+			return fmt.Errorf("osinst: neighbour %s: %q is not an Ethernet address", addr, mac)
+		}
+		id := eastID
+		if in.cfg.West.Contains(addr) {
+			id = westID
+		}
+		proto := header.IPv4ProtocolNumber
+		if addr.Is6() {
+			proto = header.IPv6ProtocolNumber
+		}
+		if err := in.s.AddStaticNeighbor(id, proto, tcpip.AddrFromSlice(addr.AsSlice()), tcpip.LinkAddress(mac)); err != nil {
+			return fmt.Errorf("osinst: neighbour %s: %s", addr, err)
+		}
+	}
+	in.rt.pending = map[ipKey][]heldMeta{}
+	return nil
+}
+
+// dropStats are the netstack counters that tell why a delivered frame went nowhere.
+type dropStats struct{ ttl, noRoute, malformed, invalid, local uint64 }
+
+func (in *Instance) dropStats() dropStats {
+	st := in.s.Stats()
+	ip := st.IP
+	return dropStats{
+		ttl:       ip.Forwarding.ExhaustedTTL.Value(),
+		noRoute:   ip.Forwarding.Unrouteable.Value() + ip.Forwarding.HostUnreachable.Value() + ip.Forwarding.LinkLocalDestination.Value() + ip.Forwarding.LinkLocalSource.Value() + ip.Forwarding.PacketTooBig.Value() + ip.Forwarding.Errors.Value(),
+		malformed: ip.MalformedPacketsReceived.Value() + ip.MalformedFragmentsReceived.Value(),
+		invalid:   ip.InvalidSourceAddressesReceived.Value() + ip.InvalidDestinationAddressesReceived.Value() + ip.IPTablesPreroutingDropped.Value() + ip.IPTablesInputDropped.Value() + ip.IPTablesForwardDropped.Value(),
+		local:     ip.PacketsDelivered.Value() + st.ARP.PacketsReceived.Value(),
+	}
+}
+
+// route hands one frame to netstack in router mode and books what became of it.
+func (in *Instance) route(dir books.Dir, p *framing.Packet) {
+	side := &in.bk.Dir[dir]
+	if linkOf(p) != framing.LinkEthernet {
+		side.Drop(books.LinkType, 1, len(p.Data))
+		return
+	}
+	off, etype, k := linkParse(framing.LinkEthernet, p.Data)
+	if k != linkOK || off != header.EthernetMinimumSize {
+		// VLAN-tagged frames are not routed: netstack has no VLAN devices.
+		side.Drop(books.Malformed, 1, len(p.Data))
+		return
+	}
+	switch etype {
+	case etherIPv4, etherIPv6, etherARP:
+	default:
+		side.Drop(books.NoRoute, 1, len(p.Data))
+		return
+	}
+	if in.expired(dir, p, off, etype) {
+		side.Drop(books.TTL, 1, len(p.Data))
+		return
+	}
+	key, hasKey := keyOf(p.Data[off:], etype)
+	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(p.Data)})
+	before := in.dropStats()
+	rt := &in.rt
+	rt.mu.Lock()
+	rt.active, rt.key, rt.hasKey, rt.outputs = true, key, hasKey, 0
+	rt.meta = heldMeta{dir: dir, ts: p.Timestamp, ifc: p.Interface, bytes: len(p.Data)}
+	rt.mu.Unlock()
+	in.cur = frame{dir: dir, pkt: p, l3: off, link: framing.LinkEthernet}
+	in.curRuled.Store(0)
+	in.curPB.Store(pkt)
+	delivered := in.nics[reverse(dir)].deliver(pkt)
+	in.curPB.Store(nil)
+	in.cur = frame{}
+	defer pkt.DecRef()
+	rt.mu.Lock()
+	outputs := rt.outputs
+	rt.active = false
+	rt.mu.Unlock()
+	if outputs > 0 {
+		return // counted Out as it was written
+	}
+	after := in.dropStats()
+	switch {
+	case !delivered:
+		side.Drop(books.Malformed, 1, len(p.Data))
+	case in.curRuled.Load() != 0:
+		side.Drop(books.Rule, 1, len(p.Data))
+		in.forgetNew(pkt, inNIC(dir))
+	case after.malformed != before.malformed:
+		side.Drop(books.Malformed, 1, len(p.Data))
+	case after.ttl != before.ttl:
+		side.Drop(books.TTL, 1, len(p.Data))
+	case after.noRoute != before.noRoute:
+		side.Drop(books.NoRoute, 1, len(p.Data))
+	case after.invalid != before.invalid:
+		side.Drop(books.Invalid, 1, len(p.Data))
+	case after.local != before.local || etype == etherARP:
+		side.Drop(localReason, 1, len(p.Data))
+	case hasKey:
+		// Nothing else happened to it: netstack holds it until the next hop resolves.
+		rt.mu.Lock()
+		rt.pending[key] = append(rt.pending[key], rt.meta)
+		rt.mu.Unlock()
+	default:
+		side.Drop(books.NoRoute, 1, len(p.Data))
+	}
+}
+
+// expired handles a packet to forward whose TTL or hop limit would reach 0: netstack
+// forwards TTL 1 as TTL 0, so the instance drops it and answers time exceeded itself.
+func (in *Instance) expired(dir books.Dir, p *framing.Packet, off int, etype uint16) bool {
+	ip := p.Data[off:]
+	var ttl uint8
+	var dst netip.Addr
+	v6 := etype == etherIPv6
+	switch {
+	case etype == etherIPv4 && validIPv4(ip) > 0:
+		ttl, dst = ip[8], netip.AddrFrom4([4]byte(ip[16:20]))
+		if binary.BigEndian.Uint16(ip[6:])&0x1fff != 0 {
+			return ttl <= 1 && dst != in.cfg.West.Addr() && dst != in.cfg.East.Addr() // later fragment: no answer
+		}
+	case v6 && validIPv6(ip) > 0:
+		ttl, dst = ip[7], netip.AddrFrom16([16]byte(ip[24:40]))
+	default:
+		return false
+	}
+	if ttl > 1 || dst == in.cfg.West.Addr() || dst == in.cfg.East.Addr() || dst.IsMulticast() ||
+		(!v6 && dst == netip.AddrFrom4([4]byte{255, 255, 255, 255})) {
+		return false
+	}
+	n := validIPv4(ip)
+	typ := uint8(header.ICMPv4TimeExceeded)
+	if v6 {
+		n, typ = validIPv6(ip), uint8(header.ICMPv6TimeExceeded)
+	}
+	in.cur = frame{dir: dir, pkt: p, l3: off, link: framing.LinkEthernet}
+	defer func() { in.cur = frame{} }()
+	aboutError := false
+	if pkt, ok := newParsed(ip[:n], v6); ok {
+		aboutError = isICMPError(pkt)
+		pkt.DecRef()
+	}
+	answer := icmpError(ip[:n], v6, typ, 0, in.answerSource(ip, v6), aboutError)
+	if answer != nil {
+		fr, ifc := in.wrapL2(&in.cur, answer, v6)
+		in.emit(reverse(dir), framing.Packet{Data: fr, Length: len(fr), Timestamp: now(), Interface: ifc}, true)
+	}
+	return true
+}
+
+// sent books a frame netstack wrote on NIC e and writes it out: a frame forwarded from the
+// frame being delivered, or from one held for neighbour resolution, keeps that frame's
+// timestamp and interface; anything else is generated.
+func (in *Instance) sent(e *linkEP, b []byte) {
+	p := framing.Packet{Data: b, Length: len(b)}
+	generated := true
+	if len(b) >= header.EthernetMinimumSize {
+		etype := binary.BigEndian.Uint16(b[12:])
+		if k, ok := keyOf(b[header.EthernetMinimumSize:], etype); ok && !in.isOwnAnswer(b, etype) {
+			rt := &in.rt
+			rt.mu.Lock()
+			switch {
+			case rt.active && rt.hasKey && rt.outputs == 0 && bytes.Equal(k.b[:k.n], rt.key.b[:rt.key.n]):
+				rt.outputs++
+				p.Timestamp, p.Interface, generated = rt.meta.ts, rt.meta.ifc, false
+			case len(rt.pending[k]) > 0:
+				q := rt.pending[k]
+				m := q[0]
+				if len(q) == 1 {
+					delete(rt.pending, k)
+				} else {
+					rt.pending[k] = q[1:]
+				}
+				p.Timestamp, p.Interface, generated = m.ts, m.ifc, false
+			}
+			rt.mu.Unlock()
+		}
+	}
+	if generated {
+		p.Timestamp, p.Interface = now(), e.ifc
+		in.bk.Dir[e.dir].Generated.Add(1, len(b))
+	}
+	in.write(e.dir, []framing.Packet{p})
+}
+
+// isOwnAnswer reports whether a written packet comes from one of the router's addresses
+// (an ICMP error or echo reply), which a forwarded packet never does.
+func (in *Instance) isOwnAnswer(b []byte, etype uint16) bool {
+	ip := b[header.EthernetMinimumSize:]
+	var src netip.Addr
+	switch {
+	case etype == etherIPv4 && len(ip) >= 20:
+		src = netip.AddrFrom4([4]byte(ip[12:16]))
+	case etype == etherIPv6 && len(ip) >= 40:
+		src = netip.AddrFrom16([16]byte(ip[8:24]))
+	default:
+		return false
+	}
+	return src == in.cfg.West.Addr() || src == in.cfg.East.Addr()
+}
+
+// routerUnsent counts frames still held for neighbour resolution when the instance stops.
+func (in *Instance) routerUnsent() {
+	rt := &in.rt
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	for k, q := range rt.pending {
+		for _, m := range q {
+			in.bk.Dir[m.dir].Drop(books.Unsent, 1, m.bytes)
+		}
+		delete(rt.pending, k)
+	}
+}
