@@ -5,6 +5,7 @@ package books
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -26,6 +27,18 @@ func (d Dir) String() string {
 		return "westbound"
 	}
 	return "eastbound"
+}
+
+// ErrNoReturnPath is what a westbound output says when no stage west of it takes replies;
+// a stage counts what it could not send as dropped for NoReturnPath.
+var ErrNoReturnPath = errors.New("no return path")
+
+// ReasonFor returns the drop reason for an output's error.
+func ReasonFor(err error) Reason {
+	if errors.Is(err, ErrNoReturnPath) {
+		return NoReturnPath
+	}
+	return Output
 }
 
 // Reason says why a packet was dropped.

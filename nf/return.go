@@ -140,16 +140,28 @@ func (r *Return) West() *framing.Writer {
 	return r.west
 }
 
+// WestOutput is the westbound output as a stage's network stack sees it: writes go to the
+// west neighbour, or fail with books.ErrNoReturnPath when there is none.
+func (r *Return) WestOutput() interface{ Write([]framing.Packet) error } { return westOutput{r} }
+
+type westOutput struct{ r *Return }
+
+func (o westOutput) Write(pkts []framing.Packet) error {
+	w := o.r.West()
+	if w == nil {
+		return books.ErrNoReturnPath
+	}
+	return w.Write(pkts)
+}
+
 // SendWest writes westbound frames to the west neighbour, counting them out or dropped.
 func (r *Return) SendWest(side *books.Side, pkts []framing.Packet) error {
 	n := dataBytes(pkts)
-	w := r.West()
-	if w == nil {
-		side.Drop(books.NoReturnPath, len(pkts), n)
-		return nil
-	}
-	if err := w.Write(pkts); err != nil {
-		side.Drop(books.Output, len(pkts), n)
+	if err := r.WestOutput().Write(pkts); err != nil {
+		side.Drop(books.ReasonFor(err), len(pkts), n)
+		if errors.Is(err, books.ErrNoReturnPath) {
+			return nil
+		}
 		return fmt.Errorf("return path west: %w", err)
 	}
 	side.Out.Add(len(pkts), n)
@@ -210,8 +222,8 @@ func (s *Stage) PumpWest(ctx context.Context, r *Return, handle func([]framing.P
 		return err
 	}
 	err = s.Pump(ctx, framing.NewReader(in), handle, flush)
-	if errors.Is(err, framing.ErrEmptyStream) {
-		return nil // the east neighbour stopped before it had anything to say
+	if errors.Is(err, framing.ErrEmptyStream) || ctx.Err() != nil {
+		return nil // the east neighbour stopped before it had anything to say, or we stop
 	}
 	if err != nil {
 		return fmt.Errorf("return path east: %w", err)

@@ -301,7 +301,7 @@ func (in *Instance) write(dir books.Dir, q []framing.Packet) {
 	}
 	side := &in.bk.Dir[dir]
 	if err := in.out[dir].Write(q); err != nil {
-		side.Drop(books.Output, len(q), n)
+		side.Drop(books.ReasonFor(err), len(q), n)
 		return
 	}
 	side.Out.Add(len(q), n)

@@ -1,0 +1,148 @@
+// Command stdpkt-fw is a stateful firewall stage: iptables-save filter rules or one-liner
+// flags, run in the stage's own netstack instance.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/stdpkt/stdpkt/nf"
+	"github.com/stdpkt/stdpkt/osinst"
+	"github.com/stdpkt/stdpkt/rules"
+)
+
+var version = "dev"
+
+func main() {
+	const cat = "Firewall"
+	nf.Main(&cli.App{
+		Name:    "stdpkt-fw",
+		Version: version,
+		Usage:   "a stateful firewall stage: iptables-save rules or one-liner flags",
+		Description: `stdpkt-fw filters the packets that cross it, in both directions, with the FORWARD chain
+of an iptables-save filter table (-f) or rules given as flags, in its own netstack instance
+with connection tracking: replies of allowed connections come back through it. Without
+--west/--east it is a transparent bump in the wire: frames that pass are byte-identical.
+Every rule counts what it matched; --list prints them.
+
+Rule flags are read in the order given, after an ESTABLISHED,RELATED accept:
+` + rules.OneLinerHelp + `
+
+Examples:
+   stdpkt-src -r lan.pcap | stdpkt-fw -f ruleset.txt | stdpkt-sink -w passed.pcapng
+   stdpkt-src -r lan.pcap | stdpkt-fw --allow 'tcp dport 80,443' --allow 'udp dport 53' --deny 'tcp dport 23' --policy drop | stdpkt-sink
+   stdpkt-fw -f ruleset.txt --list < /dev/null`,
+		Flags: append([]cli.Flag{
+			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Category: cat, Usage: "load the filter table of iptables-save `FILE`"},
+			&cli.BoolFlag{Name: "ipv6", Aliases: []string{"6"}, Category: cat, Usage: "the file is ip6tables-save output"},
+			&cli.StringSliceFlag{Name: "allow", Category: cat, Usage: "accept what `SPEC` matches, e.g. 'tcp dport 80,443'"},
+			&cli.StringSliceFlag{Name: "deny", Category: cat, Usage: "drop what `SPEC` matches"},
+			&cli.StringSliceFlag{Name: "reject", Category: cat, Usage: "reject what `SPEC` matches (TCP reset or ICMP port unreachable)"},
+			&cli.StringFlag{Name: "policy", Category: cat, Value: "accept", Usage: "what happens to packets no rule flag decides: `accept` or drop"},
+			&cli.StringSliceFlag{Name: "alias", Category: cat, Usage: "`NAME=west|east`: the rules' interface NAME is this stage's west or east side"},
+			&cli.BoolFlag{Name: "list", Category: cat, Usage: "print the loaded rules with their counters on exit (at once when stdin is a terminal)"},
+		}, append(osinst.Flags(), append(nf.ReturnFlags(), nf.Flags()...)...)...),
+		Action: run,
+	})
+}
+
+func run(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return nf.UsageError(fmt.Errorf("unexpected argument %q: rules come from -f FILE or --allow/--deny/--reject", c.Args().First()))
+	}
+	ruleset, err := loadRules(c)
+	if err != nil {
+		return err
+	}
+	for _, w := range ruleset.Warnings {
+		fmt.Fprintf(os.Stderr, "stdpkt-fw: warning: %s\n", w)
+	}
+	cfg, err := osinst.ConfigFrom(c)
+	if err != nil {
+		return err
+	}
+	cfg.Filter, cfg.Log = ruleset, os.Stderr
+	if c.Bool("list") && nf.IsTerminal(os.Stdin) {
+		return osinst.ListRules(cfg, os.Stdout)
+	}
+	return osinst.RunStage(c, cfg, func(inst *osinst.Instance, w io.Writer) {
+		if c.Bool("list") {
+			rules.FormatCounters(w, inst.RuleCounters())
+		}
+	})
+}
+
+// loadRules reads -f or compiles the rule flags, in the order they were given.
+func loadRules(c *cli.Context) (*rules.Ruleset, error) {
+	opts := rules.Options{Family: rules.IPv4, Aliases: map[string]string{}}
+	if c.Bool("ipv6") {
+		opts.Family = rules.IPv6
+	}
+	for _, a := range c.StringSlice("alias") {
+		name, side, ok := strings.Cut(a, "=")
+		if !ok || (side != rules.West && side != rules.East) {
+			return nil, nf.UsageError(fmt.Errorf("--alias %q: want NAME=west or NAME=east", a))
+		}
+		opts.Aliases[name] = side
+	}
+	items := oneLiners(os.Args[1:])
+	switch {
+	case c.IsSet("file") && len(items) > 0:
+		return nil, nf.UsageError(errors.New("-f and rule flags exclude each other: put the flags' rules in the file"))
+	case c.IsSet("file"):
+		f, err := os.Open(c.String("file"))
+		if err != nil {
+			return nil, nf.UsageError(fmt.Errorf("-f: %w", err))
+		}
+		defer f.Close()
+		rs, err := rules.Parse(c.String("file"), f, opts)
+		if err != nil {
+			return nil, nf.UsageError(err)
+		}
+		return rs, nil
+	}
+	var policy rules.TargetKind
+	switch c.String("policy") {
+	case "accept", "ACCEPT":
+		policy = rules.Accept
+	case "drop", "DROP":
+		policy = rules.Drop
+	default:
+		return nil, nf.UsageError(fmt.Errorf("--policy %q: want accept or drop", c.String("policy")))
+	}
+	opts.Family = rules.IPv4 | rules.IPv6
+	rs, err := rules.FromOneLiners(items, policy, opts)
+	if err != nil {
+		return nil, nf.UsageError(err)
+	}
+	return rs, nil
+}
+
+// oneLiners collects --allow, --deny and --reject in command-line order, which urfave/cli
+// does not keep across different flags, and which decides what a firewall does.
+func oneLiners(args []string) []rules.OneLiner {
+	targets := map[string]rules.TargetKind{"allow": rules.Accept, "deny": rules.Drop, "reject": rules.Reject}
+	var items []rules.OneLiner
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			break
+		}
+		name, val, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		target, ok := targets[name]
+		if !ok || !strings.HasPrefix(a, "-") {
+			continue
+		}
+		if !hasVal && i+1 < len(args) {
+			i++
+			val = args[i]
+		}
+		items = append(items, rules.OneLiner{Flag: "--" + name, Target: target, Spec: val})
+	}
+	return items
+}

@@ -1,0 +1,110 @@
+package osinst
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/stdpkt/stdpkt/books"
+	"github.com/stdpkt/stdpkt/framing"
+	"github.com/stdpkt/stdpkt/nf"
+	"github.com/stdpkt/stdpkt/rules"
+)
+
+// Flags are the flags every netstack stage shares: router mode and the output format.
+func Flags() []cli.Flag {
+	const cat = "Router mode"
+	return []cli.Flag{
+		&cli.StringFlag{Name: "west", Category: cat, Usage: "route instead of bridging: the west side's address `PREFIX`, e.g. 192.0.2.1/24"},
+		&cli.StringFlag{Name: "east", Category: cat, Usage: "the east side's address `PREFIX`, e.g. 203.0.113.1/24"},
+		&cli.StringSliceFlag{Name: "neighbor", Category: cat, Usage: "static neighbour `IP=MAC`, for a chain without a return path to resolve over"},
+		&cli.StringFlag{Name: "format", Category: "Common", Value: "pcapng", EnvVars: []string{"STDPKT_FORMAT"}, Usage: "write `pcapng` or pcap"},
+	}
+}
+
+// ConfigFrom reads the router-mode flags into a Config.
+func ConfigFrom(c *cli.Context) (Config, error) {
+	var cfg Config
+	west, east := c.String("west"), c.String("east")
+	if (west == "") != (east == "") {
+		return cfg, nf.UsageError(fmt.Errorf("router mode needs both --west and --east (transparent mode: neither)"))
+	}
+	if west != "" {
+		var err error
+		if cfg.West, err = netip.ParsePrefix(west); err != nil {
+			return cfg, nf.UsageError(fmt.Errorf("--west %q: want ADDRESS/LENGTH, e.g. 192.0.2.1/24", west))
+		}
+		if cfg.East, err = netip.ParsePrefix(east); err != nil {
+			return cfg, nf.UsageError(fmt.Errorf("--east %q: want ADDRESS/LENGTH, e.g. 203.0.113.1/24", east))
+		}
+	}
+	for _, n := range c.StringSlice("neighbor") {
+		ip, mac, ok := strings.Cut(n, "=")
+		addr, aerr := netip.ParseAddr(ip)
+		hw, merr := net.ParseMAC(mac)
+		if !ok || aerr != nil || merr != nil {
+			return cfg, nf.UsageError(fmt.Errorf("--neighbor %q: want IP=MAC, e.g. 203.0.113.254=02:00:00:00:00:fe", n))
+		}
+		if cfg.Neighbors == nil {
+			cfg.Neighbors = map[netip.Addr]net.HardwareAddr{}
+		}
+		cfg.Neighbors[addr] = hw
+	}
+	return cfg, nil
+}
+
+// RunStage runs an instance of cfg as a stage of a chain under the shared runner: stdin to
+// stdout eastbound, the return path westbound, books and state on exit and on SIGUSR1.
+// report, if not nil, adds to the summary on exit.
+func RunStage(c *cli.Context, cfg Config, report func(in *Instance, w io.Writer)) error {
+	opts := nf.OptionsFrom(c)
+	format, err := framing.ParseFormat(c.String("format"))
+	if err != nil {
+		return nf.UsageError(err)
+	}
+	if err := nf.RefuseTerminal(os.Stdout); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ret, err := nf.OpenReturn(ctx, opts, nf.Ends{East: true, West: true})
+	if err != nil {
+		return err
+	}
+	out := framing.NewWriter(os.Stdout, format)
+	st := &nf.Stage{}
+	inst, err := New(cfg, out, ret.WestOutput(), &st.Books)
+	if err != nil {
+		return nf.UsageError(err)
+	}
+	st.Flush = func() error { return inst.Stop(out, ret) }
+	st.Dump = inst.DumpState
+	st.Extra = func() map[string]any { return map[string]any{"rules": inst.RuleCounters()} }
+	if report != nil {
+		st.Report = func(w io.Writer) { report(inst, w) }
+	}
+	return nf.Exit(nf.Run(opts, st, func(rctx context.Context) error {
+		return inst.Serve(rctx, st, os.Stdin, out, ret)
+	}))
+}
+
+// ListRules prints the rules an instance of cfg would load, with zero counters.
+func ListRules(cfg Config, w io.Writer) error {
+	inst, err := New(cfg, discard{}, discard{}, new(books.Books))
+	if err != nil {
+		return nf.UsageError(err)
+	}
+	defer inst.Close()
+	rules.FormatCounters(w, inst.RuleCounters())
+	return nil
+}
+
+type discard struct{}
+
+func (discard) Write([]framing.Packet) error { return nil }
