@@ -57,12 +57,13 @@ const (
 	Unsent                     // still held (e.g. waiting for ARP) when the stage stopped
 	Output                     // the output refused it
 	Overrun                    // a capture ring was full: the kernel dropped it before we saw it
-	TooBig                     // larger than a capture ring slot (turn off GRO/TSO on the interface)
+	TooBig                     // larger than a capture ring slot or the outgoing MTU
+	Reassembled                // fragments merged: a translated datagram left in fewer frames
 	numReasons
 )
 
 var reasonNames = [numReasons]string{"rule", "invalid", "malformed", "no-route", "ttl",
-	"no-return-path", "full", "link-type", "unsent", "output", "ring-overrun", "too-big"}
+	"no-return-path", "full", "link-type", "unsent", "output", "ring-overrun", "too-big", "reassembled"}
 
 func (r Reason) String() string {
 	if r < numReasons {

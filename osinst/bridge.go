@@ -87,7 +87,7 @@ func linkOf(p *framing.Packet) framing.LinkType {
 // bridge handles one frame in transparent mode.
 func (in *Instance) bridge(dir books.Dir, p *framing.Packet) {
 	side := &in.bk.Dir[dir]
-	if in.tables == nil {
+	if in.tables == nil && in.nat == nil {
 		in.emit(dir, *p, false) // nothing to decide: pass, without parsing
 		return
 	}
@@ -123,11 +123,25 @@ func (in *Instance) bridge(dir books.Dir, p *framing.Packet) {
 		in.fragment(dir, p, off, ip[:n], v6)
 		return
 	}
-	if ok, why := in.check(dir, p, off, ip[:n], v6); ok {
-		in.emit(dir, *p, false)
-	} else {
+	if ok, why, natted := in.check(dir, p, off, ip[:n], v6); !ok {
 		side.Drop(why, 1, len(p.Data))
+	} else if natted != nil {
+		in.emit(dir, relink(p, off, natted), false)
+	} else {
+		in.emit(dir, *p, false)
 	}
+}
+
+// relink returns p with its IP datagram replaced by ip, link header and metadata kept.
+func relink(p *framing.Packet, off int, ip []byte) framing.Packet {
+	q := *p
+	q.Data = append(append(make([]byte, 0, max(off+len(ip), 60)), p.Data[:off]...), ip...)
+	if linkOf(p) == framing.LinkEthernet && len(q.Data) < 60 {
+		q.Data = q.Data[:60] // Ethernet's minimum frame, zero padding as a NIC would add
+		clear(q.Data[off+len(ip):])
+	}
+	q.Length = len(q.Data) + max(p.Length-len(p.Data), 0)
+	return q
 }
 
 // fragment holds a fragment until its datagram is complete, then decides on the whole
@@ -143,7 +157,11 @@ func (in *Instance) fragment(dir books.Dir, p *framing.Packet, off int, ip []byt
 		return // held
 	}
 	first := &dg.frames[dg.firstFrame]
-	ok, reason := in.check(dir, &first.pkt, first.l3, dg.datagram, v6)
+	ok, reason, natted := in.check(dir, &first.pkt, first.l3, dg.datagram, v6)
+	if ok && natted != nil {
+		in.emitFragments(dir, &first.pkt, first.l3, natted, v6, len(dg.frames))
+		return
+	}
 	for i := range dg.frames {
 		f := &dg.frames[i]
 		if ok {
@@ -183,34 +201,42 @@ func validIPv6(b []byte) int {
 	return n
 }
 
-// check runs a complete IP datagram through conntrack and the filter table as a forwarded
-// packet. It returns whether it may pass, or why not.
-func (in *Instance) check(dir books.Dir, p *framing.Packet, l3 int, ip []byte, v6 bool) (bool, books.Reason) {
+// check runs a complete IP datagram through conntrack, the nat table and the filter table as
+// a forwarded packet. It returns whether it may pass, or why not, and with a nat table the
+// translated datagram.
+func (in *Instance) check(dir books.Dir, p *framing.Packet, l3 int, ip []byte, v6 bool) (bool, books.Reason, []byte) {
 	pkt, ok := newParsed(ip, v6)
 	if !ok {
-		return false, books.Malformed
+		return false, books.Malformed, nil
 	}
 	defer pkt.DecRef()
 	in.cur = frame{dir: dir, pkt: p, l3: l3, link: linkOf(p)}
 	in.curRuled.Store(0)
 	in.curPB.Store(pkt)
 	ok = in.ipt.CheckPrerouting(pkt, nil, inNIC(dir)) &&
-		in.ipt.CheckForward(pkt, inNIC(dir), outNIC(dir)) &&
+		in.ipt.CheckForward(pkt, inNIC(dir), outNIC(dir))
+	if ok && in.nat != nil {
+		ok = in.ipt.CheckPostrouting(pkt, nil, nil, outNIC(dir))
+	} else if ok {
 		// Confirm the connection, so its replies are known. Not CheckPostrouting: its
 		// no-op SNAT may remap a source port on a tuple clash, and a transparent filter
 		// must not change a byte.
-		pkt.FinalizeConnTrack()
+		ok = pkt.FinalizeConnTrack()
+	}
 	in.curPB.Store(nil)
 	in.cur = frame{}
 	if ok {
 		in.noteFlow(pkt)
-		return true, 0
+		if in.nat != nil {
+			return true, 0, natBytes(pkt)
+		}
+		return true, 0, nil
 	}
 	in.forgetNew(pkt, inNIC(dir))
 	if in.curRuled.Load() != 0 {
-		return false, books.Rule
+		return false, books.Rule, nil
 	}
-	return false, books.Invalid // hot-dropped by a matcher, or a conntrack clash
+	return false, books.Invalid, nil // hot-dropped by a matcher, or a conntrack clash
 }
 
 // newParsed returns a packet buffer holding a copy of an IP datagram with its network and

@@ -60,6 +60,9 @@ type Config struct {
 	West, East netip.Prefix
 	// Filter is the filter table; nil accepts everything.
 	Filter *rules.Ruleset
+	// NAT is the nat table; nil translates nothing. MASQUERADE and REDIRECT need router
+	// mode, since they take the instance's own addresses.
+	NAT *rules.Ruleset
 	// Neighbors are static neighbours, for router mode when there is no return path to
 	// resolve them over.
 	Neighbors map[netip.Addr]net.HardwareAddr
@@ -92,6 +95,7 @@ type Instance struct {
 	ipt    *stack.IPTables
 	nics   [2]*linkEP // indexed by books.Dir of the frames the NIC writes: [East] is the east NIC
 	tables *tables    // nil when there is no filter
+	nat    *tables    // nil when there is no nat table
 
 	mu     sync.Mutex // serializes Input and Close
 	closed bool
@@ -196,14 +200,31 @@ func New(cfg Config, east, west Output, bk *books.Books) (*Instance, error) {
 		// instead of forwarding it. A router takes frames for any MAC anyway (the link
 		// endpoint hands them all up); transparent mode does not use the NICs' input.
 	}
-	if cfg.Filter != nil {
-		t, err := buildTables(in, cfg.Filter)
+	if cfg.NAT != nil && cfg.NAT.Table != "nat" {
+		return nil, fmt.Errorf("osinst: NAT rule set is a %q table, want nat", cfg.NAT.Table)
+	}
+	if cfg.NAT != nil && !in.router {
+		for _, r := range cfg.NAT.Rules() {
+			if k := r.Target.Kind; k == rules.Masquerade || k == rules.Redirect {
+				in.s.Destroy()
+				return nil, fmt.Errorf("osinst: %s: %s takes the stage's own address: give --west and --east (router mode), or use SNAT/DNAT with an address", r.Src, k)
+			}
+		}
+	}
+	for _, t := range []struct {
+		rs  *rules.Ruleset
+		dst **tables
+	}{{cfg.Filter, &in.tables}, {cfg.NAT, &in.nat}} {
+		if t.rs == nil {
+			continue
+		}
+		tb, err := buildTables(in, t.rs)
 		if err != nil {
 			in.s.Destroy()
 			return nil, err
 		}
-		in.tables = t
-		t.install(in.ipt)
+		*t.dst = tb
+		tb.install(in.ipt)
 	}
 	if in.router {
 		if err := in.setupRouter(); err != nil {
@@ -333,10 +354,13 @@ func (in *Instance) Close() error {
 // RuleCounters returns what every rule and built-in chain policy has matched, in the
 // rule set's order (a chain's rules, then its policy). Empty without a filter.
 func (in *Instance) RuleCounters() []rules.Counter {
-	if in.tables == nil {
-		return nil
+	var cs []rules.Counter
+	for _, t := range []*tables{in.tables, in.nat} {
+		if t != nil {
+			cs = append(cs, t.counters()...)
+		}
 	}
-	return in.tables.counters()
+	return cs
 }
 
 // DumpState writes the rule counters and the connection table, for SIGUSR1 and --list.
@@ -346,9 +370,7 @@ func (in *Instance) DumpState(w io.Writer) {
 		mode = fmt.Sprintf("router west %s east %s", in.cfg.West, in.cfg.East)
 	}
 	fmt.Fprintf(w, "instance: %s\n", mode)
-	if in.tables != nil {
-		rules.FormatCounters(w, in.tables.counters())
-	}
+	rules.FormatCounters(w, in.RuleCounters())
 	in.dumpConns(w)
 }
 

@@ -28,18 +28,24 @@ type ipKey struct {
 	b [48]byte
 }
 
-func keyOf(ip []byte, etype uint16) (ipKey, bool) {
+// With NAT, addresses and ports change on the way through, so the key holds only what NAT
+// leaves alone: the IPv4 ID, protocol and length, or the IPv6 payload length and next header.
+func keyOf(ip []byte, etype uint16, nat bool) (ipKey, bool) {
 	var k ipKey
 	switch {
 	case etype == etherIPv4 && len(ip) >= header.IPv4MinimumSize:
-		k.n += copy(k.b[:], ip[4:6])     // ID
+		k.n += copy(k.b[:], ip[2:6])     // total length, ID
 		k.n += copy(k.b[k.n:], ip[9:10]) // protocol
-		k.n += copy(k.b[k.n:], ip[12:20])
+		if !nat {
+			k.n += copy(k.b[k.n:], ip[12:20])
+		}
 		return k, true
 	case etype == etherIPv6 && len(ip) >= header.IPv6MinimumSize:
 		k.n += copy(k.b[:], ip[4:7]) // payload length, next header
-		k.n += copy(k.b[k.n:], ip[8:40])
-		k.n += copy(k.b[k.n:], ip[40:min(len(ip), 44)])
+		if !nat {
+			k.n += copy(k.b[k.n:], ip[8:40])
+			k.n += copy(k.b[k.n:], ip[40:min(len(ip), 44)])
+		}
 		return k, true
 	}
 	return k, false
@@ -154,7 +160,7 @@ func (in *Instance) route(dir books.Dir, p *framing.Packet) {
 		side.Drop(books.TTL, 1, len(p.Data))
 		return
 	}
-	key, hasKey := keyOf(p.Data[off:], etype)
+	key, hasKey := keyOf(p.Data[off:], etype, in.nat != nil)
 	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(p.Data)})
 	before := in.dropStats()
 	rt := &in.rt
@@ -253,7 +259,9 @@ func (in *Instance) sent(e *linkEP, b []byte) {
 	generated := true
 	if len(b) >= header.EthernetMinimumSize {
 		etype := binary.BigEndian.Uint16(b[12:])
-		if k, ok := keyOf(b[header.EthernetMinimumSize:], etype); ok && !in.isOwnAnswer(b, etype) {
+		// Under NAT a forwarded packet may carry the router's own address (MASQUERADE), so
+		// only without NAT does that address mark the router's own answers.
+		if k, ok := keyOf(b[header.EthernetMinimumSize:], etype, in.nat != nil); ok && (in.nat != nil || !in.isOwnAnswer(b, etype)) {
 			rt := &in.rt
 			rt.mu.Lock()
 			switch {

@@ -30,7 +30,8 @@ type entry struct {
 	bytes   atomic.Uint64
 }
 
-var hookOf = map[string]stack.Hook{"INPUT": stack.Input, "FORWARD": stack.Forward, "OUTPUT": stack.Output}
+var hookOf = map[string]stack.Hook{"INPUT": stack.Input, "FORWARD": stack.Forward, "OUTPUT": stack.Output,
+	"PREROUTING": stack.Prerouting, "POSTROUTING": stack.Postrouting}
 
 // buildTables compiles rs. Everything netstack would panic on (a target at a hook it does not
 // support, a matcher on the wrong protocol) has been refused by package rules, and what
@@ -69,14 +70,18 @@ func buildTables(in *Instance, rs *rules.Ruleset) (*tables, error) {
 	return t, nil
 }
 
-// install replaces the filter tables. Force: conntrack must run even for a table netstack
-// would consider a no-op.
+// install replaces the filter or nat tables. Force: conntrack must run even for a table
+// netstack would consider a no-op.
 func (t *tables) install(ipt *stack.IPTables) {
+	id := stack.FilterID
+	if t.rs.Table == "nat" {
+		id = stack.NATID
+	}
 	if t.v4 != nil {
-		ipt.ForceReplaceTable(stack.FilterID, *t.v4, false)
+		ipt.ForceReplaceTable(id, *t.v4, false)
 	}
 	if t.v6 != nil {
-		ipt.ForceReplaceTable(stack.FilterID, *t.v6, true)
+		ipt.ForceReplaceTable(id, *t.v6, true)
 	}
 }
 
@@ -112,7 +117,7 @@ func (t *tables) build(fam rules.Family) (*stack.Table, error) {
 				return nil, err
 			}
 			tg := &ruleTarget{t: t, entry: idx, kind: r.Target.Kind, pos: len(tbl.Rules),
-				reject: r.Target.RejectWith, rule: r}
+				reject: r.Target.RejectWith, rule: r, netProto: netProto}
 			if tg.kind == rules.Jump {
 				jumps = append(jumps, tg)
 			}
@@ -230,10 +235,12 @@ type ruleTarget struct {
 	jumpTo int
 	reject rules.RejectWith
 	rule   *rules.Rule
+	// netProto is the table's network protocol, for NAT targets.
+	netProto tcpip.NetworkProtocolNumber
 }
 
 // Action implements stack.Target.
-func (rt *ruleTarget) Action(pkt *stack.PacketBuffer, hook stack.Hook, _ *stack.Route, _ stack.AddressableEndpoint) (stack.RuleVerdict, int) {
+func (rt *ruleTarget) Action(pkt *stack.PacketBuffer, hook stack.Hook, r *stack.Route, addressEP stack.AddressableEndpoint) (stack.RuleVerdict, int) {
 	e := &rt.t.entries[rt.entry]
 	e.packets.Add(1)
 	e.bytes.Add(uint64(ipLen(pkt)))
@@ -255,6 +262,8 @@ func (rt *ruleTarget) Action(pkt *stack.PacketBuffer, hook stack.Hook, _ *stack.
 		return stack.RuleReturn, 0
 	case rules.Jump:
 		return stack.RuleJump, rt.jumpTo
+	case rules.SNAT, rules.DNAT, rules.Masquerade, rules.Redirect:
+		return rt.translate(pkt, hook, r, addressEP)
 	}
 	return stack.RuleDrop, 0
 }

@@ -13,9 +13,12 @@ const (
 	hookInput hookSet = 1 << iota
 	hookForward
 	hookOutput
+	hookPrerouting
+	hookPostrouting
 )
 
-var builtinHook = map[string]hookSet{"INPUT": hookInput, "FORWARD": hookForward, "OUTPUT": hookOutput}
+var builtinHook = map[string]hookSet{"INPUT": hookInput, "FORWARD": hookForward, "OUTPUT": hookOutput,
+	"PREROUTING": hookPrerouting, "POSTROUTING": hookPostrouting}
 
 // finish completes a table at COMMIT: built-in chains first, jumps resolved, no loops, and
 // every option valid at every hook its chain is reached from. netstack panics on a rule
@@ -47,6 +50,9 @@ func (p *parser) finish(rs *Ruleset) error {
 func check(rs *Ruleset) error {
 	for _, c := range rs.Chains {
 		for _, r := range c.Rules {
+			if err := checkTable(r, rs.Table); err != nil {
+				return err
+			}
 			if r.Target.Kind != Jump {
 				continue
 			}
@@ -102,10 +108,13 @@ func checkHook(r *Rule, h hookSet, path []string) error {
 	if h&hookInput != 0 && r.Out != "" {
 		return ruleErr(r, "-o", "an output interface cannot match in INPUT%s", via)
 	}
-	if h&hookOutput != 0 && r.In != "" {
-		return ruleErr(r, "-i", "an input interface cannot match in OUTPUT%s", via)
+	if h&(hookOutput|hookPostrouting) != 0 && r.In != "" {
+		return ruleErr(r, "-i", "an input interface cannot match in OUTPUT or POSTROUTING%s", via)
 	}
-	return nil
+	if h&hookPrerouting != 0 && r.Out != "" {
+		return ruleErr(r, "-o", "an output interface cannot match in PREROUTING%s", via)
+	}
+	return checkNATHook(r, h, via)
 }
 
 func ruleErr(r *Rule, opt, format string, args ...any) error {

@@ -18,12 +18,19 @@ type Options struct {
 	// Aliases maps interface names a rule set uses (say "eth0" on the router it was
 	// exported from) to the instance's "west" or "east".
 	Aliases map[string]string
+	// Table is the table to load: "filter" (the default, for stdpkt-fw) or "nat" (for
+	// stdpkt-nat). Other tables in the file are skipped with a warning.
+	Table string
 }
 
 // builtinChains lists each table's built-in chains, in iptables-save order.
 var builtinChains = map[string][]string{
 	"filter": {"INPUT", "FORWARD", "OUTPUT"},
+	"nat":    {"PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"},
 }
+
+// otherTables are tables a router's export may hold that a stage skips, saying so.
+var otherTables = []string{"filter", "nat", "mangle", "raw", "security"}
 
 // maxLineLen bounds a rule line; a longer line is an error, not an allocation.
 const maxLineLen = 64 << 10
@@ -34,6 +41,9 @@ const maxLineLen = 64 << 10
 func Parse(name string, r io.Reader, opts Options) (*Ruleset, error) {
 	if opts.Family == 0 {
 		opts.Family = IPv4
+	}
+	if opts.Table == "" {
+		opts.Table = "filter"
 	}
 	if opts.Family != IPv4 && opts.Family != IPv6 {
 		return nil, fmt.Errorf("parse %s: family must be IPv4 or IPv6", name)
@@ -48,6 +58,7 @@ func Parse(name string, r io.Reader, opts Options) (*Ruleset, error) {
 	var table string // the table open since its *TABLE line, until COMMIT
 	line := 0
 	done := false
+	skipping := false // inside a table this stage does not load
 	for sc.Scan() {
 		line++
 		text := strings.TrimSpace(sc.Text())
@@ -61,8 +72,14 @@ func Parse(name string, r io.Reader, opts Options) (*Ruleset, error) {
 				return nil, p.errf(line, "", "table %s starts before table %s is committed", text[1:], table)
 			}
 			table = text[1:]
-			if _, ok := builtinChains[table]; !ok {
-				return nil, p.errf(line, "", "table %q: only the filter table is loaded here (NAT rules belong to stdpkt-nat)", table)
+			if table != opts.Table {
+				if !slices.Contains(otherTables, table) {
+					return nil, p.errf(line, "", "unknown table %q", table)
+				}
+				p.warnings = append(p.warnings, fmt.Sprintf("%s:%d: table *%s skipped: this stage loads the *%s table (%s)",
+					name, line, table, opts.Table, map[string]string{"filter": "filter rules belong to stdpkt-fw", "nat": "NAT rules belong to stdpkt-nat"}[table]))
+				skipping = true
+				continue
 			}
 			if done {
 				return nil, p.errf(line, "", "table %s appears twice", table)
@@ -72,12 +89,18 @@ func Parse(name string, r io.Reader, opts Options) (*Ruleset, error) {
 			if table == "" {
 				return nil, p.errf(line, "", "COMMIT outside a table")
 			}
+			if skipping {
+				table, skipping = "", false
+				continue
+			}
 			if err := p.finish(rs); err != nil {
 				return nil, err
 			}
 			table, done = "", true
+		case skipping:
+			continue
 		case table == "":
-			return nil, p.errf(line, "", "%q outside a table (a rule set starts with *filter)", firstWord(text))
+			return nil, p.errf(line, "", "%q outside a table (a rule set starts with *%s)", firstWord(text), opts.Table)
 		case text[0] == ':':
 			if err := p.declare(rs, src); err != nil {
 				return nil, err
@@ -95,7 +118,7 @@ func Parse(name string, r io.Reader, opts Options) (*Ruleset, error) {
 		return nil, p.errf(line, "", "table %s is not committed (missing COMMIT)", table)
 	}
 	if rs == nil {
-		return nil, &Error{File: name, Line: line, Msg: "no *filter table"}
+		return nil, &Error{File: name, Line: line, Msg: "no *" + opts.Table + " table"}
 	}
 	return rs, nil
 }
@@ -140,7 +163,7 @@ func (p *parser) declare(rs *Ruleset, src Source) error {
 	switch {
 	case c.Builtin && policy == "ACCEPT":
 		c.Policy = Accept
-	case c.Builtin && policy == "DROP":
+	case c.Builtin && policy == "DROP" && rs.Table != "nat":
 		c.Policy = Drop
 	case c.Builtin:
 		return p.errf(src.Line, "", "chain %s: policy %q (a built-in chain's policy is ACCEPT or DROP)", name, policy)
@@ -256,12 +279,12 @@ func (b *ruleBuilder) options(toks []string) error {
 			return toks[i], nil
 		}
 		val, err := "", error(nil)
-		if opt != "--syn" && opt != "-f" && opt != "--fragment" {
+		if opt != "--syn" && opt != "-f" && opt != "--fragment" && opt != "--random" && opt != "--random-fully" && opt != "--persistent" {
 			if val, err = arg(); err != nil {
 				return err
 			}
 		}
-		if b.target && !strings.HasPrefix(opt, "--reject-with") && !strings.HasPrefix(opt, "--log-") {
+		if b.target && !strings.HasPrefix(opt, "--reject-with") && !strings.HasPrefix(opt, "--log-") && !strings.HasPrefix(opt, "--to") && !strings.HasPrefix(opt, "--random") && opt != "--persistent" {
 			return b.p.errf(b.line, opt, "comes after the target; matches go before -j")
 		}
 		if err := b.option(opt, val, not, func() (string, error) { return arg() }); err != nil {
@@ -459,6 +482,14 @@ func (b *ruleBuilder) option(opt, val string, not bool, more func() (string, err
 		case "REJECT":
 			r.Target.Kind = Reject
 			r.Target.RejectWith = RejectPortUnreachable
+		case "SNAT":
+			r.Target.Kind = SNAT
+		case "DNAT":
+			r.Target.Kind = DNAT
+		case "MASQUERADE":
+			r.Target.Kind = Masquerade
+		case "REDIRECT":
+			r.Target.Kind = Redirect
 		default:
 			// A user chain; finish checks that it is declared, and says "unknown
 			// target" for names such as MASQUERADE that are not.
@@ -482,6 +513,12 @@ func (b *ruleBuilder) option(opt, val string, not bool, more func() (string, err
 			return p.errf(line, opt, "tcp-reset needs -p tcp")
 		}
 		r.Target.RejectWith = rw
+	case "--to-source", "--to-destination", "--to-ports", "--to":
+		if err := b.natOption(opt, val); err != nil {
+			return err
+		}
+	case "--random", "--random-fully", "--persistent":
+		return p.errf(line, opt, "not supported: ports are kept when free and picked in order otherwise")
 	case "--log-prefix":
 		if r.Target.Kind != Log {
 			return p.errf(line, opt, "only after -j LOG")

@@ -62,6 +62,11 @@ const (
 	Log    // not terminating: the packet goes on to the next rule
 	Return // back to the calling chain; in a built-in chain, the chain's policy
 	Jump   // to the user chain Target.Chain
+	// NAT targets, in the nat table only.
+	SNAT       // rewrite the source to Target.Addr (and a port in Target.Ports)
+	DNAT       // rewrite the destination to Target.Addr (and Target.Ports)
+	Masquerade // SNAT to the outgoing interface's address (router mode)
+	Redirect   // DNAT to the incoming interface's address and Target.Ports
 )
 
 func (k TargetKind) String() string {
@@ -78,6 +83,14 @@ func (k TargetKind) String() string {
 		return "RETURN"
 	case Jump:
 		return "JUMP"
+	case SNAT:
+		return "SNAT"
+	case DNAT:
+		return "DNAT"
+	case Masquerade:
+		return "MASQUERADE"
+	case Redirect:
+		return "REDIRECT"
 	}
 	return "NONE"
 }
@@ -124,7 +137,12 @@ type Target struct {
 	RejectWith RejectWith // Reject
 	LogPrefix  string     // Log
 	LogLevel   string     // Log, as written
+	Addr       netip.Addr // SNAT, DNAT: the new address (invalid: keep it)
+	Ports      PortRange  // SNAT, DNAT, Masquerade, Redirect: the new port or range (zero: keep, or pick)
 }
+
+// NAT reports whether the target rewrites addresses.
+func (k TargetKind) NAT() bool { return k >= SNAT && k <= Redirect }
 
 // PortRange is an inclusive range of TCP or UDP ports.
 type PortRange struct{ Lo, Hi uint16 }
@@ -381,10 +399,34 @@ func (r *Rule) String() string {
 		if t.LogPrefix != "" {
 			w(false, "--log-prefix", t.LogPrefix)
 		}
+	case SNAT, DNAT:
+		w(false, "-j", t.Kind.String())
+		opt := map[TargetKind]string{SNAT: "--to-source", DNAT: "--to-destination"}[t.Kind]
+		w(false, opt, natTo(t))
+	case Masquerade, Redirect:
+		w(false, "-j", t.Kind.String())
+		if t.Ports.Lo != 0 {
+			w(false, "--to-ports", t.Ports.String())
+		}
 	default:
 		w(false, "-j", t.Kind.String())
 	}
 	return b.String()
+}
+
+// natTo writes a NAT target's ADDR[:PORT[-PORT]], brackets around an IPv6 address with a port.
+func natTo(t Target) string {
+	a := ""
+	if t.Addr.IsValid() {
+		a = t.Addr.String()
+	}
+	if t.Ports.Lo == 0 {
+		return a
+	}
+	if t.Addr.Is6() {
+		a = "[" + a + "]"
+	}
+	return a + ":" + t.Ports.String()
 }
 
 func writePorts(w func(bool, string, string), m *PortMatch, single, multi string) {

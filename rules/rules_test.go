@@ -103,7 +103,7 @@ func TestParseErrors(t *testing.T) {
 		{"icmp type without proto", "-A FORWARD -p tcp --icmp-type 8 -j ACCEPT", "test.rules:6: option --icmp-type: needs -p icmp before it"},
 		{"tcp-reset without tcp", "-A FORWARD -p udp -j REJECT --reject-with tcp-reset", "test.rules:6: option --reject-with: tcp-reset needs -p tcp"},
 		{"reject-with without reject", "-A FORWARD -j DROP --reject-with tcp-reset", "test.rules:6: option --reject-with: only after -j REJECT"},
-		{"nat target in filter", "-A FORWARD -j MASQUERADE", `test.rules:6: option -j: unknown target or undeclared chain "MASQUERADE"`},
+		{"nat target in filter", "-A FORWARD -j MASQUERADE", `test.rules:6: option -j: MASQUERADE belongs to the nat table (stdpkt-nat)`},
 		{"jump to builtin", "-A USER -j FORWARD", "test.rules:6: option -j: cannot jump to built-in chain FORWARD"},
 		{"output interface in INPUT", "-A INPUT -o eth1 -j DROP", "test.rules:6: option -o: an output interface cannot match in INPUT"},
 		{"output interface via user chain", "-A INPUT -j USER\n-A USER -o east -j DROP", "test.rules:7: option -o: an output interface cannot match in INPUT (reached from INPUT -> USER)"},
@@ -132,7 +132,7 @@ func TestParseErrors(t *testing.T) {
 		})
 	}
 	for _, tc := range []struct{ text, want string }{
-		{"*nat\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n", `test.rules:1: table "nat": only the filter table`},
+		{"*nat\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n", `test.rules:3: no *filter table`},
 		{"*filter\n:FORWARD DROP [0:0]\n", "test.rules:2: table filter is not committed (missing COMMIT)"},
 		{"*filter\n:FORWARD REJECT [0:0]\nCOMMIT\n", `test.rules:2: chain FORWARD: policy "REJECT"`},
 		{"*filter\n:USER ACCEPT [0:0]\nCOMMIT\n", `test.rules:2: user chain USER: policy "ACCEPT"`},

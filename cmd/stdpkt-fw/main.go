@@ -83,12 +83,8 @@ func loadRules(c *cli.Context) (*rules.Ruleset, error) {
 	if c.Bool("ipv6") {
 		opts.Family = rules.IPv6
 	}
-	for _, a := range c.StringSlice("alias") {
-		name, side, ok := strings.Cut(a, "=")
-		if !ok || (side != rules.West && side != rules.East) {
-			return nil, nf.UsageError(fmt.Errorf("--alias %q: want NAME=west or NAME=east", a))
-		}
-		opts.Aliases[name] = side
+	if err := rules.ParseAliases(c.StringSlice("alias"), opts.Aliases); err != nil {
+		return nil, nf.UsageError(err)
 	}
 	items := oneLiners(os.Args[1:])
 	switch {
