@@ -167,7 +167,7 @@ func FromNATFlags(f NATFlags) (*Ruleset, error) {
 			// echo) are translated by the address alone.
 			portOpt := map[bool]string{true: ":", false: " --to-ports "}[f.SNAT.IsValid()]
 			for _, proto := range []string{"tcp", "udp"} {
-				fmt.Fprintf(&b, "-A POSTROUTING -o %s -p %s -j %s%s%s\n", outside, proto, target, portOpt, f.Ports)
+				fmt.Fprintf(&b, "-A POSTROUTING -o %s -p %s -j %s%s%d-%d\n", outside, proto, target, portOpt, f.Ports.Lo, f.Ports.Hi)
 			}
 		}
 		fmt.Fprintf(&b, "-A POSTROUTING -o %s -j %s\n", outside, target)
