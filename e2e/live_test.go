@@ -102,8 +102,8 @@ func TestNoReturnPathAcrossCat(t *testing.T) {
 func TestReturnPathRefusesForeignProcess(t *testing.T) {
 	needTool(t, "setpriv", "util-linux")
 	dir := tempDir(t)
-	cmd, stderr := background(t, dir, "stdpkt-src --gen 'udp,count=3000,rate=1000' | cat > out.pcapng")
-	name := waitForSocket(t)
+	cmd, stderr := background(t, dir, "stdpkt-src --gen 'udp,count=3000,rate=1000,seed=4242' | cat > out.pcapng")
+	name := waitForSocket(t, "seed=4242")
 	c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: name, Net: "unix"})
 	if err != nil {
 		t.Fatalf("dial %s: %v", name, err)
@@ -149,20 +149,31 @@ func TestHelperDial(t *testing.T) {
 	}
 }
 
-// waitForSocket finds the return-path socket that the source of the chain listens on.
-func waitForSocket(t *testing.T) string {
+// waitForSocket finds the return-path socket that the stage whose command line holds mark
+// listens on: the socket inodes among its fds, looked up in /proc/net/unix.
+func waitForSocket(t *testing.T, mark string) string {
 	t.Helper()
-	for range 200 {
-		b, _ := os.ReadFile("/proc/net/unix")
-		for _, line := range strings.Split(string(b), "\n") {
-			f := strings.Fields(line)
-			if len(f) >= 8 && strings.HasPrefix(f[7], "@stdpkt/return/") {
-				return f[7]
+	for range 1000 { // 10 s: the chain starts while other test packages load the machine
+		out, _ := exec.Command("pgrep", "-f", "^stdpkt-.*"+mark).Output()
+		for _, pid := range strings.Fields(string(out)) {
+			fds, _ := os.ReadDir("/proc/" + pid + "/fd")
+			inodes := map[string]bool{}
+			for _, fd := range fds {
+				if l, err := os.Readlink("/proc/" + pid + "/fd/" + fd.Name()); err == nil && strings.HasPrefix(l, "socket:[") {
+					inodes[strings.Trim(l[len("socket:"):], "[]")] = true
+				}
+			}
+			b, _ := os.ReadFile("/proc/net/unix")
+			for _, line := range strings.Split(string(b), "\n") {
+				f := strings.Fields(line)
+				if len(f) >= 8 && inodes[f[6]] && strings.HasPrefix(f[7], "@stdpkt/return/") {
+					return f[7]
+				}
 			}
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	t.Fatal("no stdpkt return-path socket in /proc/net/unix")
+	t.Fatalf("no stdpkt return-path socket for %q in /proc/net/unix", mark)
 	return ""
 }
 

@@ -95,3 +95,12 @@ type Packet struct {
 	Interface *Interface
 	Direction Direction
 }
+
+// Bytes returns the captured bytes of pkts in all, what the books count.
+func Bytes(pkts []Packet) int {
+	n := 0
+	for i := range pkts {
+		n += len(pkts[i].Data)
+	}
+	return n
+}

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 
+	"github.com/stdpkt/stdpkt/csum"
 	"github.com/stdpkt/stdpkt/framing"
 )
 
@@ -193,7 +194,7 @@ func (g *Generator) build(buf []byte, flow, size int, step pending) int {
 		s16, d16 := src.As16(), dst.As16()
 		copy(l3[8:24], s16[:])
 		copy(l3[24:40], d16[:])
-		pseudo = sum(l3[8:40], 0) + uint32(len(l4)) + uint32(proto)
+		pseudo = csum.Sum(l3[8:40], 0) + uint32(len(l4)) + uint32(proto)
 	} else {
 		binary.BigEndian.PutUint16(buf[12:], 0x0800)
 		proto = g.proto
@@ -213,8 +214,8 @@ func (g *Generator) build(buf []byte, flow, size int, step pending) int {
 		s4, d4 := src.As4(), dst.As4()
 		copy(l3[12:16], s4[:])
 		copy(l3[16:20], d4[:])
-		binary.BigEndian.PutUint16(l3[10:], fold(sum(l3[:20], 0)))
-		pseudo = sum(l3[12:20], 0) + uint32(len(l4)) + uint32(proto)
+		binary.BigEndian.PutUint16(l3[10:], csum.Fold(csum.Sum(l3[:20], 0)))
+		pseudo = csum.Sum(l3[12:20], 0) + uint32(len(l4)) + uint32(proto)
 	}
 	switch s.Proto {
 	case "udp":
@@ -223,7 +224,7 @@ func (g *Generator) build(buf []byte, flow, size int, step pending) int {
 		binary.BigEndian.PutUint16(l4[4:], uint16(len(l4)))
 		l4[6], l4[7] = 0, 0
 		payload(l4[8:], flow)
-		c := fold(sum(l4, pseudo))
+		c := csum.Fold(csum.Sum(l4, pseudo))
 		if c == 0 {
 			c = 0xffff
 		}
@@ -245,7 +246,7 @@ func (g *Generator) build(buf []byte, flow, size int, step pending) int {
 		binary.BigEndian.PutUint16(l4[14:], 64240)
 		l4[16], l4[17], l4[18], l4[19] = 0, 0, 0, 0
 		payload(l4[20:], flow)
-		binary.BigEndian.PutUint16(l4[16:], fold(sum(l4, pseudo)))
+		binary.BigEndian.PutUint16(l4[16:], csum.Fold(csum.Sum(l4, pseudo)))
 		*seq += uint32(len(l4) - 20)
 		if step.flags&(tcpSYN|tcpFIN) != 0 {
 			*seq++
@@ -262,7 +263,7 @@ func (g *Generator) build(buf []byte, flow, size int, step pending) int {
 		binary.BigEndian.PutUint16(l4[6:], uint16(g.clientSeq[flow]))
 		g.clientSeq[flow]++
 		payload(l4[8:], flow)
-		binary.BigEndian.PutUint16(l4[2:], fold(sum(l4, pseudo)))
+		binary.BigEndian.PutUint16(l4[2:], csum.Fold(csum.Sum(l4, pseudo)))
 	}
 	return size
 }
@@ -272,24 +273,4 @@ func payload(b []byte, flow int) {
 	for i := range b {
 		b[i] = byte(i + flow)
 	}
-}
-
-// sum adds b as big-endian 16-bit words to acc (the Internet checksum, unfolded).
-func sum(b []byte, acc uint32) uint32 {
-	for len(b) >= 2 {
-		acc += uint32(b[0])<<8 | uint32(b[1])
-		b = b[2:]
-	}
-	if len(b) == 1 {
-		acc += uint32(b[0]) << 8
-	}
-	return acc
-}
-
-// fold finishes an Internet checksum.
-func fold(acc uint32) uint16 {
-	for acc > 0xffff {
-		acc = acc>>16 + acc&0xffff
-	}
-	return ^uint16(acc)
 }

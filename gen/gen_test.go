@@ -7,6 +7,7 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 
+	"github.com/stdpkt/stdpkt/csum"
 	"github.com/stdpkt/stdpkt/framing"
 )
 
@@ -62,7 +63,7 @@ func decode(t *testing.T, spec string) [][]byte {
 func verifyChecksums(t *testing.T, pk gopacket.Packet) {
 	t.Helper()
 	if ip, ok := pk.Layer(layers.LayerTypeIPv4).(*layers.IPv4); ok {
-		if fold(sum(ip.Contents, 0)) != 0 {
+		if csum.Fold(csum.Sum(ip.Contents, 0)) != 0 {
 			t.Errorf("bad IPv4 header checksum")
 		}
 	}

@@ -156,7 +156,7 @@ func (o westOutput) Write(pkts []framing.Packet) error {
 
 // SendWest writes westbound frames to the west neighbour, counting them out or dropped.
 func (r *Return) SendWest(side *books.Side, pkts []framing.Packet) error {
-	n := dataBytes(pkts)
+	n := framing.Bytes(pkts)
 	if err := r.WestOutput().Write(pkts); err != nil {
 		side.Drop(books.ReasonFor(err), len(pkts), n)
 		if errors.Is(err, books.ErrNoReturnPath) {
@@ -229,12 +229,4 @@ func (s *Stage) PumpWest(ctx context.Context, r *Return, handle func([]framing.P
 		return fmt.Errorf("return path east: %w", err)
 	}
 	return nil
-}
-
-func dataBytes(pkts []framing.Packet) int {
-	n := 0
-	for i := range pkts {
-		n += len(pkts[i].Data)
-	}
-	return n
 }

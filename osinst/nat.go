@@ -9,6 +9,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 
 	"github.com/stdpkt/stdpkt/books"
+	"github.com/stdpkt/stdpkt/csum"
 	"github.com/stdpkt/stdpkt/framing"
 	"github.com/stdpkt/stdpkt/rules"
 )
@@ -99,11 +100,11 @@ func natBytes(pkt *stack.PacketBuffer) []byte {
 func fixChecksums(ip []byte, l4 int, v6 bool, proto uint8) {
 	var pseudo uint32
 	if v6 {
-		pseudo = sum(ip[8:40], 0)
+		pseudo = csum.Sum(ip[8:40], 0)
 	} else {
 		binary.BigEndian.PutUint16(ip[10:], 0)
-		binary.BigEndian.PutUint16(ip[10:], fold(sum(ip[:l4], 0)))
-		pseudo = sum(ip[12:20], 0)
+		binary.BigEndian.PutUint16(ip[10:], csum.Fold(csum.Sum(ip[:l4], 0)))
+		pseudo = csum.Sum(ip[12:20], 0)
 	}
 	seg := ip[l4:]
 	pseudo += uint32(len(seg)) + uint32(proto)
@@ -124,30 +125,11 @@ func fixChecksums(ip []byte, l4 int, v6 bool, proto uint8) {
 		return
 	}
 	binary.BigEndian.PutUint16(seg[at:], 0)
-	c := fold(sum(seg, pseudo))
+	c := csum.Fold(csum.Sum(seg, pseudo))
 	if c == 0 && proto == uint8(header.UDPProtocolNumber) {
 		c = 0xffff
 	}
 	binary.BigEndian.PutUint16(seg[at:], c)
-}
-
-// sum adds b as big-endian 16-bit words to acc (the Internet checksum, unfolded).
-func sum(b []byte, acc uint32) uint32 {
-	for len(b) >= 2 {
-		acc += uint32(b[0])<<8 | uint32(b[1])
-		b = b[2:]
-	}
-	if len(b) == 1 {
-		acc += uint32(b[0]) << 8
-	}
-	return acc
-}
-
-func fold(acc uint32) uint16 {
-	for acc > 0xffff {
-		acc = acc>>16 + acc&0xffff
-	}
-	return ^uint16(acc)
 }
 
 // mtu is the IP size a translated datagram is fragmented to: Ethernet's.
@@ -201,7 +183,7 @@ func refragment(ip []byte) [][]byte {
 		}
 		binary.BigEndian.PutUint16(f[6:], flags|uint16(off/8))
 		binary.BigEndian.PutUint16(f[10:], 0)
-		binary.BigEndian.PutUint16(f[10:], fold(sum(f[:len(h)], 0)))
+		binary.BigEndian.PutUint16(f[10:], csum.Fold(csum.Sum(f[:len(h)], 0)))
 		out = append(out, f)
 		off = end
 	}

@@ -108,3 +108,44 @@ func ListRules(cfg Config, w io.Writer) error {
 type discard struct{}
 
 func (discard) Write([]framing.Packet) error { return nil }
+
+// RuleFileFlags are the flags that load an iptables-save file's table: -f, -6, --alias.
+func RuleFileFlags(table, cat string) []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Category: cat, Usage: "load the " + table + " table of iptables-save `FILE`"},
+		&cli.BoolFlag{Name: "ipv6", Aliases: []string{"6"}, Category: cat, Usage: "the file is ip6tables-save output"},
+		&cli.StringSliceFlag{Name: "alias", Category: cat, Usage: "`NAME=west|east`: the file's interface NAME is this stage's west or east side"},
+	}
+}
+
+// RuleOptions reads -6 and --alias into parse options for table.
+func RuleOptions(c *cli.Context, table string) (rules.Options, error) {
+	opts := rules.Options{Family: rules.IPv4, Table: table, Aliases: map[string]string{}}
+	if c.Bool("ipv6") {
+		opts.Family = rules.IPv6
+	}
+	if err := rules.ParseAliases(c.StringSlice("alias"), opts.Aliases); err != nil {
+		return opts, nf.UsageError(err)
+	}
+	return opts, nil
+}
+
+// LoadRuleFile parses the table of the file -f names; a bad file is a usage error naming
+// its line and option.
+func LoadRuleFile(c *cli.Context, table string) (*rules.Ruleset, error) {
+	opts, err := RuleOptions(c, table)
+	if err != nil {
+		return nil, err
+	}
+	name := c.String("file")
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, nf.UsageError(fmt.Errorf("-f: %w", err))
+	}
+	defer f.Close()
+	rs, err := rules.Parse(name, f, opts)
+	if err != nil {
+		return nil, nf.UsageError(err)
+	}
+	return rs, nil
+}

@@ -41,7 +41,7 @@ func (s *Sink) Run(ctx context.Context, in io.Reader, st *nf.Stage) error {
 	}
 	err := st.Pump(ctx, r, func(pkts []framing.Packet) error {
 		s.arrived(pkts)
-		n := dataBytes(pkts)
+		n := framing.Bytes(pkts)
 		east.In.Add(len(pkts), n)
 		if s.cfg.Out != nil {
 			if err := s.cfg.Out.Write(pkts); err != nil {
@@ -74,14 +74,6 @@ func (s *Sink) arrived(pkts []framing.Packet) {
 			s.hist.Add(time.Duration(at - pkts[i].Timestamp))
 		}
 	}
-}
-
-func dataBytes(pkts []framing.Packet) int {
-	n := 0
-	for i := range pkts {
-		n += len(pkts[i].Data)
-	}
-	return n
 }
 
 // Summary is what a sink saw, for people and for --stats-json.

@@ -32,10 +32,10 @@ func RunLive(ctx context.Context, ports []*live.Port, out *framing.Writer, ret *
 			defer cancel()
 			errs[i] = Capture(ctx, p, st, st.Books.East(), func(pkts []framing.Packet) error {
 				if err := out.Write(pkts); err != nil {
-					st.Books.East().Drop(books.Output, len(pkts), dataBytes(pkts))
+					st.Books.East().Drop(books.Output, len(pkts), framing.Bytes(pkts))
 					return err
 				}
-				st.Books.East().Out.Add(len(pkts), dataBytes(pkts))
+				st.Books.East().Out.Add(len(pkts), framing.Bytes(pkts))
 				return nil
 			}, out.Flush)
 		}()
@@ -70,7 +70,7 @@ func Capture(ctx context.Context, p *live.Port, st *nf.Stage, side *books.Side, 
 		}
 		err = st.Batch(func() error {
 			over, big := p.TakeDrops()
-			side.In.Add(n+int(over+big), dataBytes(pkts[:n]))
+			side.In.Add(n+int(over+big), framing.Bytes(pkts[:n]))
 			side.Drop(books.Overrun, int(over), 0)
 			side.Drop(books.TooBig, int(big), 0)
 			if err := send(pkts[:n]); err != nil {
@@ -91,7 +91,7 @@ func Capture(ctx context.Context, p *live.Port, st *nf.Stage, side *books.Side, 
 // Inject writes frames out of the port each is tagged with (the first port when the tag
 // names none), counting them into side.
 func Inject(ports []*live.Port, side *books.Side, pkts []framing.Packet) {
-	side.In.Add(len(pkts), dataBytes(pkts))
+	side.In.Add(len(pkts), framing.Bytes(pkts))
 	for i := 0; i < len(pkts); {
 		port := ports[0]
 		if ifc := pkts[i].Interface; ifc != nil && len(ports) > 1 {
@@ -108,7 +108,7 @@ func Inject(ports []*live.Port, side *books.Side, pkts []framing.Packet) {
 		}
 		sent, sentBytes, _ := port.Write(pkts[i:j])
 		side.Out.Add(sent, sentBytes)
-		side.Drop(books.Output, j-i-sent, dataBytes(pkts[i:j])-sentBytes)
+		side.Drop(books.Output, j-i-sent, framing.Bytes(pkts[i:j])-sentBytes)
 		i = j
 	}
 }

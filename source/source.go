@@ -111,7 +111,7 @@ func (s *Source) Run(ctx context.Context, out *framing.Writer, st *nf.Stage) err
 		r := framing.NewReader(in)
 		p.restart()
 		err := st.Pump(ctx, r, func(pkts []framing.Packet) error {
-			st.Books.East().In.Add(len(pkts), dataBytes(pkts))
+			st.Books.East().In.Add(len(pkts), framing.Bytes(pkts))
 			return send(ctx, p, stampNow, pkts, out, st)
 		}, out.Flush)
 		if err != nil {
@@ -141,7 +141,7 @@ func (s *Source) runGen(ctx context.Context, out *framing.Writer, st *nf.Stage) 
 		}
 		err := st.Batch(func() error {
 			sent.Add(int64(n))
-			st.Books.East().Generated.Add(n, dataBytes(pkts[:n]))
+			st.Books.East().Generated.Add(n, framing.Bytes(pkts[:n]))
 			return send(ctx, p, cfg.Stamp != StampKeep, pkts[:n], out, st)
 		})
 		if err != nil {
@@ -192,19 +192,11 @@ func write(out *framing.Writer, pkts []framing.Packet, st *nf.Stage) error {
 		return nil
 	}
 	if err := out.Write(pkts); err != nil {
-		st.Books.East().Drop(books.Output, len(pkts), dataBytes(pkts))
+		st.Books.East().Drop(books.Output, len(pkts), framing.Bytes(pkts))
 		return fmt.Errorf("output: %w", err)
 	}
-	st.Books.East().Out.Add(len(pkts), dataBytes(pkts))
+	st.Books.East().Out.Add(len(pkts), framing.Bytes(pkts))
 	return nil
-}
-
-func dataBytes(pkts []framing.Packet) int {
-	n := 0
-	for i := range pkts {
-		n += len(pkts[i].Data)
-	}
-	return n
 }
 
 func progress(f *os.File) func() string {
@@ -248,6 +240,9 @@ func (p *pacer) restart() {
 // wait returns how long until the frame with trace timestamp ts is due; waits under 50 us
 // are not worth a sleep and return 0.
 func (p *pacer) wait(ts int64) time.Duration {
+	if p.sent == 0 {
+		p.start = time.Now() // the clock starts with the first frame, not with the file
+	}
 	var due time.Duration
 	if p.realtime {
 		if p.firstTS < 0 {

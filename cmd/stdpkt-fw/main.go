@@ -37,16 +37,13 @@ Examples:
    stdpkt-src -r lan.pcap | stdpkt-fw -f ruleset.txt | stdpkt-sink -w passed.pcapng
    stdpkt-src -r lan.pcap | stdpkt-fw --allow 'tcp dport 80,443' --allow 'udp dport 53' --deny 'tcp dport 23' --policy drop | stdpkt-sink
    stdpkt-fw -f ruleset.txt --list < /dev/null`,
-		Flags: append([]cli.Flag{
-			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Category: cat, Usage: "load the filter table of iptables-save `FILE`"},
-			&cli.BoolFlag{Name: "ipv6", Aliases: []string{"6"}, Category: cat, Usage: "the file is ip6tables-save output"},
+		Flags: append(append(osinst.RuleFileFlags("filter", cat), []cli.Flag{
 			&cli.StringSliceFlag{Name: "allow", Category: cat, Usage: "accept what `SPEC` matches, e.g. 'tcp dport 80,443'"},
 			&cli.StringSliceFlag{Name: "deny", Category: cat, Usage: "drop what `SPEC` matches"},
 			&cli.StringSliceFlag{Name: "reject", Category: cat, Usage: "reject what `SPEC` matches (TCP reset or ICMP port unreachable)"},
 			&cli.StringFlag{Name: "policy", Category: cat, Value: "accept", Usage: "what happens to packets no rule flag decides: `accept` or drop"},
-			&cli.StringSliceFlag{Name: "alias", Category: cat, Usage: "`NAME=west|east`: the rules' interface NAME is this stage's west or east side"},
 			&cli.BoolFlag{Name: "list", Category: cat, Usage: "print the loaded rules with their counters on exit (at once when stdin is a terminal)"},
-		}, append(osinst.Flags(), append(nf.ReturnFlags(), nf.Flags()...)...)...),
+		}...), append(osinst.Flags(), append(nf.ReturnFlags(), nf.Flags()...)...)...),
 		Action: run,
 	})
 }
@@ -79,28 +76,16 @@ func run(c *cli.Context) error {
 
 // loadRules reads -f or compiles the rule flags, in the order they were given.
 func loadRules(c *cli.Context) (*rules.Ruleset, error) {
-	opts := rules.Options{Family: rules.IPv4, Aliases: map[string]string{}}
-	if c.Bool("ipv6") {
-		opts.Family = rules.IPv6
-	}
-	if err := rules.ParseAliases(c.StringSlice("alias"), opts.Aliases); err != nil {
-		return nil, nf.UsageError(err)
+	opts, err := osinst.RuleOptions(c, "filter")
+	if err != nil {
+		return nil, err
 	}
 	items := oneLiners(os.Args[1:])
 	switch {
 	case c.IsSet("file") && len(items) > 0:
 		return nil, nf.UsageError(errors.New("-f and rule flags exclude each other: put the flags' rules in the file"))
 	case c.IsSet("file"):
-		f, err := os.Open(c.String("file"))
-		if err != nil {
-			return nil, nf.UsageError(fmt.Errorf("-f: %w", err))
-		}
-		defer f.Close()
-		rs, err := rules.Parse(c.String("file"), f, opts)
-		if err != nil {
-			return nil, nf.UsageError(err)
-		}
-		return rs, nil
+		return osinst.LoadRuleFile(c, "filter")
 	}
 	var policy rules.TargetKind
 	switch c.String("policy") {

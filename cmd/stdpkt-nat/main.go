@@ -33,16 +33,13 @@ Examples:
    stdpkt-src -r lan.pcap | stdpkt-nat --snat 203.0.113.1 | stdpkt-sink -w wan.pcapng
    stdpkt-src veth-in | stdpkt-nat --west 192.0.2.1/24 --east 203.0.113.1/24 --masquerade | stdpkt-sink veth-out
    stdpkt-nat --snat 203.0.113.1 --forward tcp:8080=192.0.2.10:80 --forward udp:5353=192.0.2.20:53`,
-		Flags: append([]cli.Flag{
-			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Category: cat, Usage: "load the nat table of iptables-save `FILE` (PREROUTING DNAT/REDIRECT, POSTROUTING SNAT/MASQUERADE)"},
-			&cli.BoolFlag{Name: "ipv6", Aliases: []string{"6"}, Category: cat, Usage: "the file is ip6tables-save output"},
+		Flags: append(append(osinst.RuleFileFlags("nat", cat), []cli.Flag{
 			&cli.StringFlag{Name: "snat", Category: cat, Usage: "translate sources leaving by the outside to `ADDRESS`"},
 			&cli.BoolFlag{Name: "masquerade", Category: cat, Usage: "translate sources to the outside address (router mode: --west/--east)"},
 			&cli.StringFlag{Name: "ports", Category: cat, Usage: "source ports `LOW-HIGH` that --snat and --masquerade may use"},
 			&cli.StringSliceFlag{Name: "forward", Category: cat, Usage: "forward `tcp|udp:PORT=ADDRESS:PORT` from the outside to an inside host"},
 			&cli.StringFlag{Name: "inside", Category: cat, Value: "west", Usage: "the `SIDE` the private hosts are on: west or east"},
-			&cli.StringSliceFlag{Name: "alias", Category: cat, Usage: "`NAME=west|east`: the file's interface NAME is this stage's west or east side"},
-		}, append(osinst.Flags(), append(nf.ReturnFlags(), nf.Flags()...)...)...),
+		}...), append(osinst.Flags(), append(nf.ReturnFlags(), nf.Flags()...)...)...),
 		Action: run,
 	})
 }
@@ -72,23 +69,7 @@ func loadNAT(c *cli.Context) (*rules.Ruleset, error) {
 		if flagsGiven {
 			return nil, nf.UsageError(fmt.Errorf("-f and --snat/--masquerade/--forward/--ports exclude each other"))
 		}
-		opts := rules.Options{Family: rules.IPv4, Table: "nat", Aliases: map[string]string{}}
-		if c.Bool("ipv6") {
-			opts.Family = rules.IPv6
-		}
-		if err := rules.ParseAliases(c.StringSlice("alias"), opts.Aliases); err != nil {
-			return nil, nf.UsageError(err)
-		}
-		f, err := os.Open(c.String("file"))
-		if err != nil {
-			return nil, nf.UsageError(fmt.Errorf("-f: %w", err))
-		}
-		defer f.Close()
-		rs, err := rules.Parse(c.String("file"), f, opts)
-		if err != nil {
-			return nil, nf.UsageError(err)
-		}
-		return rs, nil
+		return osinst.LoadRuleFile(c, "nat")
 	}
 	if !flagsGiven {
 		return nil, nf.UsageError(fmt.Errorf("nothing to translate: give --snat ADDRESS, --masquerade, --forward or -f FILE"))
