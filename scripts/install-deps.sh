@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the real tools the tests compare against (tcpdump, tshark, iproute2, iptables),
+# Installs the real tools the tests compare against or drive (tcpdump, tshark, iproute2,
+# iptables, and the clients the namespace tests run: ping, nc, socat, traceroute, ethtool),
 # when they are missing and we may: as root with apt-get. Otherwise says loudly what the
 # tests will skip.
 set -u
@@ -10,6 +11,13 @@ command -v mergecap >/dev/null || need+=(wireshark-common)
 command -v ip       >/dev/null || need+=(iproute2)
 command -v iptables >/dev/null || need+=(iptables)
 command -v script   >/dev/null || need+=(bsdutils)
+command -v setpriv  >/dev/null || need+=(util-linux)
+command -v pgrep    >/dev/null || need+=(procps)
+command -v ethtool  >/dev/null || need+=(ethtool)
+command -v ping     >/dev/null || need+=(iputils-ping)
+command -v socat    >/dev/null || need+=(socat)
+command -v nc       >/dev/null || need+=(netcat-openbsd)
+command -v traceroute >/dev/null || need+=(traceroute)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
 	echo "WARNING: missing ${need[*]} and cannot install them (need root and apt-get):" >&2
