@@ -4,6 +4,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -103,7 +104,7 @@ func TestReturnPathRefusesForeignProcess(t *testing.T) {
 	needTool(t, "setpriv", "util-linux")
 	dir := tempDir(t)
 	cmd, stderr := background(t, dir, "stdpkt-src --gen 'udp,count=3000,rate=1000,seed=4242' | cat > out.pcapng")
-	name := waitForSocket(t, "seed=4242")
+	name := waitForSocket(t, cmd.Process.Pid)
 	c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: name, Net: "unix"})
 	if err != nil {
 		t.Fatalf("dial %s: %v", name, err)
@@ -149,31 +150,40 @@ func TestHelperDial(t *testing.T) {
 	}
 }
 
-// waitForSocket finds the return-path socket that the stage whose command line holds mark
-// listens on: the socket inodes among its fds, looked up in /proc/net/unix.
-func waitForSocket(t *testing.T, mark string) string {
+// waitForSocket finds the return-path socket a process of the process group pgid listens
+// on: the socket inodes among their fds, looked up in /proc/net/unix.
+func waitForSocket(t *testing.T, pgid int) string {
 	t.Helper()
 	for range 1000 { // 10 s: the chain starts while other test packages load the machine
-		out, _ := exec.Command("pgrep", "-f", "^stdpkt-.*"+mark).Output()
-		for _, pid := range strings.Fields(string(out)) {
-			fds, _ := os.ReadDir("/proc/" + pid + "/fd")
-			inodes := map[string]bool{}
+		inodes := map[string]bool{}
+		procs, _ := os.ReadDir("/proc")
+		for _, p := range procs {
+			stat, err := os.ReadFile("/proc/" + p.Name() + "/stat")
+			if err != nil {
+				continue
+			}
+			// pid (comm) state ppid pgrp ...: comm may hold spaces, so count from ')'.
+			f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+			if len(f) < 3 || f[2] != strconv.Itoa(pgid) {
+				continue
+			}
+			fds, _ := os.ReadDir("/proc/" + p.Name() + "/fd")
 			for _, fd := range fds {
-				if l, err := os.Readlink("/proc/" + pid + "/fd/" + fd.Name()); err == nil && strings.HasPrefix(l, "socket:[") {
+				if l, err := os.Readlink("/proc/" + p.Name() + "/fd/" + fd.Name()); err == nil && strings.HasPrefix(l, "socket:[") {
 					inodes[strings.Trim(l[len("socket:"):], "[]")] = true
 				}
 			}
-			b, _ := os.ReadFile("/proc/net/unix")
-			for _, line := range strings.Split(string(b), "\n") {
-				f := strings.Fields(line)
-				if len(f) >= 8 && inodes[f[6]] && strings.HasPrefix(f[7], "@stdpkt/return/") {
-					return f[7]
-				}
+		}
+		b, _ := os.ReadFile("/proc/net/unix")
+		for _, line := range strings.Split(string(b), "\n") {
+			f := strings.Fields(line)
+			if len(f) >= 8 && inodes[f[6]] && strings.HasPrefix(f[7], "@stdpkt/return/") {
+				return f[7]
 			}
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	t.Fatalf("no stdpkt return-path socket for %q in /proc/net/unix", mark)
+	t.Fatalf("no stdpkt return-path socket in process group %d", pgid)
 	return ""
 }
 

@@ -96,6 +96,10 @@ func OpenReturn(ctx context.Context, opts Options, ends Ends) (*Return, error) {
 			if ctx.Err() != nil {
 				err = nil
 			}
+			if c == nil { // a nil *UnixConn in an io.ReadCloser would not be nil
+				r.setEast(nil, err)
+				return
+			}
 			r.setEast(c, err)
 		}()
 	default:
@@ -142,9 +146,17 @@ func (r *Return) West() *framing.Writer {
 
 // WestOutput is the westbound output as a stage's network stack sees it: writes go to the
 // west neighbour, or fail with books.ErrNoReturnPath when there is none.
-func (r *Return) WestOutput() interface{ Write([]framing.Packet) error } { return westOutput{r} }
+func (r *Return) WestOutput() interface {
+	Write([]framing.Packet) error
+	Flush() error
+} {
+	return westOutput{r}
+}
 
 type westOutput struct{ r *Return }
+
+// Flush writes out what waits for the west neighbour.
+func (o westOutput) Flush() error { return o.r.FlushWest() }
 
 func (o westOutput) Write(pkts []framing.Packet) error {
 	w := o.r.West()
@@ -193,6 +205,29 @@ func (r *Return) East(ctx context.Context) (io.Reader, error) {
 		return nil, r.eastWhy
 	}
 	return r.east, nil
+}
+
+// AwaitHome is for a source at the end of its replay: when a stdpkt stage reads our stdout,
+// it waits (up to the dial patience) for that stage to connect, so replies to the last
+// packets still come home, and returns true; the caller then waits for the return path to
+// close. With no stage there (a file, | tcpdump -r -) it returns false at once.
+func (r *Return) AwaitHome(ctx context.Context) bool {
+	select {
+	case <-r.eastReady:
+		return r.east != nil
+	default:
+	}
+	if !returnpath.NeighborIsStage(os.Stdout) {
+		return false
+	}
+	select {
+	case <-r.eastReady:
+		return r.east != nil
+	case <-time.After(dialPatience):
+		return false
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // Close closes both connections, so the neighbours see the return path end.

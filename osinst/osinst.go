@@ -53,6 +53,9 @@ type Output interface {
 	Write(pkts []framing.Packet) error
 }
 
+// An Output that also has Flush() error is flushed after frames the stack sends on its own
+// (from a timer), which no drained input would otherwise flush.
+
 // Config configures an instance.
 type Config struct {
 	// West and East are the NICs' addresses. Both valid: router mode. Both zero: transparent
@@ -106,8 +109,12 @@ type Instance struct {
 	curPB    atomic.Pointer[stack.PacketBuffer]
 	curRuled atomic.Int32
 	pending  [2][]framing.Packet
-	frags    *reassembler
-	genIf    map[*framing.Interface]*framing.Interface // raw-IP interfaces for answers to SLL frames
+	// inInput is set while Input runs: what netstack writes then is flushed by the caller
+	// when its input is drained; what it writes from a timer (ARP, packets released when a
+	// neighbour resolves) must be flushed at once, or it waits for the next input frame.
+	inInput atomic.Bool
+	frags   *reassembler
+	genIf   map[*framing.Interface]*framing.Interface // raw-IP interfaces for answers to SLL frames
 
 	rt    routerState
 	flows flowView
@@ -275,6 +282,8 @@ func reverse(dir books.Dir) books.Dir {
 func (in *Instance) Input(dir books.Dir, pkts []framing.Packet) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
+	in.inInput.Store(true)
+	defer in.inInput.Store(false)
 	side := &in.bk.Dir[dir]
 	for i := range pkts {
 		p := &pkts[i]
@@ -316,16 +325,18 @@ func (in *Instance) flushPending() {
 
 // write sends frames to the output of dir and counts them Out, or dropped if refused.
 func (in *Instance) write(dir books.Dir, q []framing.Packet) {
-	n := 0
-	for i := range q {
-		n += len(q[i].Data)
-	}
+	n := framing.Bytes(q)
 	side := &in.bk.Dir[dir]
 	if err := in.out[dir].Write(q); err != nil {
 		side.Drop(books.ReasonFor(err), len(q), n)
 		return
 	}
 	side.Out.Add(len(q), n)
+	if !in.inInput.Load() {
+		if f, ok := in.out[dir].(interface{ Flush() error }); ok {
+			_ = f.Flush() // an error shows at the stage's next write
+		}
+	}
 }
 
 // Close stops the instance. Frames it still holds (fragments waiting for the rest of their

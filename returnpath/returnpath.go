@@ -227,3 +227,32 @@ type ReadWriteCloser interface {
 	Write([]byte) (int, error)
 	Close() error
 }
+
+// NeighborIsStage reports whether a stdpkt stage holds the other end of pipe f: a process
+// other than us with the pipe open whose command name starts with "stdpkt-". A source uses
+// it at the end of a replay to decide whether replies may still come home.
+func NeighborIsStage(f *os.File) bool {
+	p, err := PipeOf(f)
+	if err != nil {
+		return false
+	}
+	procs, err := os.ReadDir("/proc")
+	if err != nil {
+		return false
+	}
+	self := os.Getpid()
+	for _, e := range procs {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == self {
+			continue
+		}
+		comm, err := os.ReadFile(filepath.Join("/proc", e.Name(), "comm"))
+		if err != nil || !strings.HasPrefix(string(comm), "stdpkt-") {
+			continue
+		}
+		if holdsPipe(pid, p) {
+			return true
+		}
+	}
+	return false
+}

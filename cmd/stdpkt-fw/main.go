@@ -42,7 +42,7 @@ Examples:
 			&cli.StringSliceFlag{Name: "deny", Category: cat, Usage: "drop what `SPEC` matches"},
 			&cli.StringSliceFlag{Name: "reject", Category: cat, Usage: "reject what `SPEC` matches (TCP reset or ICMP port unreachable)"},
 			&cli.StringFlag{Name: "policy", Category: cat, Value: "accept", Usage: "what happens to packets no rule flag decides: `accept` or drop"},
-			&cli.BoolFlag{Name: "list", Category: cat, Usage: "print the loaded rules with their counters on exit (at once when stdin is a terminal)"},
+			&cli.BoolFlag{Name: "list", Category: cat, Usage: "print the loaded rules with their counters on exit (at once when stdin is a terminal or /dev/null)"},
 		}...), append(osinst.Flags(), append(nf.ReturnFlags(), nf.Flags()...)...)...),
 		Action: run,
 	})
@@ -64,7 +64,8 @@ func run(c *cli.Context) error {
 		return err
 	}
 	cfg.Filter, cfg.Log = ruleset, os.Stderr
-	if c.Bool("list") && nf.IsTerminal(os.Stdin) {
+	if fi, err := os.Stdin.Stat(); c.Bool("list") && err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+		// Nothing to filter (a terminal, /dev/null): list the rules and stop.
 		return osinst.ListRules(cfg, os.Stdout)
 	}
 	return osinst.RunStage(c, cfg, func(inst *osinst.Instance, w io.Writer) {

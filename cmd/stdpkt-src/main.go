@@ -85,13 +85,25 @@ Examples:
 					return err
 				}
 				defer ret.Close()
+				home := make(chan error, 1)
 				go func() { // what comes home: to --west-out, or counted as dropped
-					_ = st.PumpWest(ctx, ret, func(pkts []framing.Packet) error {
-						st.Books.West().In.Add(len(pkts), 0)
+					home <- st.PumpWest(ctx, ret, func(pkts []framing.Packet) error {
+						st.Books.West().In.Add(len(pkts), framing.Bytes(pkts))
 						return ret.SendWest(st.Books.West(), pkts)
 					}, ret.FlushWest)
 				}()
-				return src.Run(ctx, out, st)
+				if err := src.Run(ctx, out, st); err != nil {
+					return err
+				}
+				// The replay is over. When a stage reads us, let it connect first (it checks
+				// that we still hold the pipe), then close stdout so the chain drains, and
+				// take what still comes home until that stage closes the return path.
+				connected := ret.AwaitHome(ctx)
+				os.Stdout.Close()
+				if connected {
+					return <-home
+				}
+				return nil
 			}))
 		},
 	})
