@@ -13,14 +13,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // labChecks are the checks examples/lab/lab.sh run prints, each as "PASS NAME: ...".
@@ -78,28 +75,6 @@ func TestLabScript(t *testing.T) {
 	if bytes.Contains(nss, []byte(prefix+"-")) || bytes.Contains(links, []byte(prefix+"-")) {
 		t.Errorf("lab.sh run left namespaces or links named %s-*:\n%s\n%s", prefix, nss, links)
 	}
-}
-
-// inNetns runs f on an OS thread that has joined the network namespace ns, so the sockets f
-// makes belong to ns (and stay there when used from other threads). The thread is never
-// unlocked: it ends with f's goroutine instead of going back to the pool in ns.
-func inNetns(ns string, f func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		fd, err := unix.Open("/run/netns/"+ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer unix.Close(fd)
-		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("setns %s: %w", ns, err)
-			return
-		}
-		errc <- f()
-	}()
-	return <-errc
 }
 
 // quietIPv6 turns IPv6 off on a lab's interfaces, so no router solicitation or MLD report

@@ -104,7 +104,7 @@ func TestReturnPathRefusesForeignProcess(t *testing.T) {
 	needTool(t, "setpriv", "util-linux")
 	dir := tempDir(t)
 	cmd, stderr := background(t, dir, "stdpkt-src --gen 'udp,count=3000,rate=1000,seed=4242' | cat > out.pcapng")
-	name := waitForSocket(t, cmd.Process.Pid)
+	name := waitForSocket(t, cmd.Process.Pid, stderr)
 	c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: name, Net: "unix"})
 	if err != nil {
 		t.Fatalf("dial %s: %v", name, err)
@@ -152,10 +152,9 @@ func TestHelperDial(t *testing.T) {
 
 // waitForSocket finds the return-path socket a process of the process group pgid listens
 // on: the socket inodes among their fds, looked up in /proc/net/unix.
-func waitForSocket(t *testing.T, pgid int) string {
+func waitForSocket(t *testing.T, pgid int, stderr *strings.Builder) string {
 	t.Helper()
 	for range 1000 { // 10 s: the chain starts while other test packages load the machine
-		inodes := map[string]bool{}
 		procs, _ := os.ReadDir("/proc")
 		for _, p := range procs {
 			stat, err := os.ReadFile("/proc/" + p.Name() + "/stat")
@@ -167,23 +166,26 @@ func waitForSocket(t *testing.T, pgid int) string {
 			if len(f) < 3 || f[2] != strconv.Itoa(pgid) {
 				continue
 			}
+			inodes := map[string]bool{}
 			fds, _ := os.ReadDir("/proc/" + p.Name() + "/fd")
 			for _, fd := range fds {
 				if l, err := os.Readlink("/proc/" + p.Name() + "/fd/" + fd.Name()); err == nil && strings.HasPrefix(l, "socket:[") {
 					inodes[strings.Trim(l[len("socket:"):], "[]")] = true
 				}
 			}
-		}
-		b, _ := os.ReadFile("/proc/net/unix")
-		for _, line := range strings.Split(string(b), "\n") {
-			f := strings.Fields(line)
-			if len(f) >= 8 && inodes[f[6]] && strings.HasPrefix(f[7], "@stdpkt/return/") {
-				return f[7]
+			// That process's own view: this test's threads may have visited other
+			// network namespaces (the lab tests), and /proc/net follows the thread.
+			b, _ := os.ReadFile("/proc/" + p.Name() + "/net/unix")
+			for _, line := range strings.Split(string(b), "\n") {
+				f := strings.Fields(line)
+				if len(f) >= 8 && inodes[f[6]] && strings.HasPrefix(f[7], "@stdpkt/return/") {
+					return f[7]
+				}
 			}
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	t.Fatalf("no stdpkt return-path socket in process group %d", pgid)
+	t.Fatalf("no stdpkt return-path socket in process group %d; the chain said:\n%s", pgid, stderr)
 	return ""
 }
 

@@ -4,8 +4,11 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // lab is a set of network namespaces and veth pairs made by one test and removed when it
@@ -91,4 +94,37 @@ func (l *lab) teardown() {
 			}
 		}
 	}
+}
+
+// inNetns runs f on an OS thread that has joined the network namespace ns, so the sockets f
+// makes belong to ns (and stay there when used from other threads). The thread goes back
+// to the test's own namespace afterwards: a thread left behind could be the process's main
+// thread, and /proc/net and abstract sockets would then follow it into a deleted lab.
+func inNetns(ns string, f func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		home, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			errc <- err
+			return // locked: this thread ends with the goroutine
+		}
+		defer unix.Close(home)
+		fd, err := unix.Open("/run/netns/"+ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer unix.Close(fd)
+		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("setns %s: %w", ns, err)
+			return
+		}
+		err = f()
+		if unix.Setns(home, unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		}
+		errc <- err
+	}()
+	return <-errc
 }

@@ -7,7 +7,10 @@
 // fixed limits before they are used, so a hostile stream cannot make a reader allocate.
 package framing
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // MaxRecord is the largest block (pcapng) or record (pcap) a reader accepts, in bytes.
 // Anything longer is a FormatError: a length is never trusted to size an allocation.
@@ -80,6 +83,29 @@ type Interface struct {
 	Name     string
 	LinkType LinkType
 	SnapLen  uint32 // 0: no limit
+	// Turnaround marks the frames of a two-sided replay that entered from the east: every
+	// stage passes them east untouched and the sink turns them around, west. A Reader sets
+	// it for interfaces named with TurnaroundPrefix.
+	Turnaround bool
+}
+
+// TurnaroundPrefix starts the interface name of frames travelling east only to be turned
+// around by the sink; the rest of the name is the interface they were captured on.
+const TurnaroundPrefix = "turnaround/"
+
+// TurnaroundOf returns the interface that marks frames of ifc for the turnaround.
+func TurnaroundOf(ifc *Interface) *Interface {
+	name := ""
+	link := LinkEthernet
+	if ifc != nil {
+		name, link = ifc.Name, ifc.LinkType
+	}
+	return &Interface{Name: TurnaroundPrefix + name, LinkType: link, Turnaround: true}
+}
+
+// Unturned returns the interface a turnaround interface stands for.
+func Unturned(ifc *Interface) *Interface {
+	return &Interface{Name: strings.TrimPrefix(ifc.Name, TurnaroundPrefix), LinkType: ifc.LinkType}
 }
 
 // Packet is one frame and what the stream says about it.

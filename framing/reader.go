@@ -6,6 +6,7 @@ import (
 	"io"
 	"math/bits"
 	"os"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -491,7 +492,7 @@ next:
 		}
 		return ifc
 	}
-	ifc := &Interface{Name: name, LinkType: link, SnapLen: snap}
+	ifc := &Interface{Name: name, LinkType: link, SnapLen: snap, Turnaround: strings.HasPrefix(name, TurnaroundPrefix)}
 	rd.ifaces = append(rd.ifaces, ifc)
 	return ifc
 }

@@ -99,9 +99,11 @@ type Stage struct {
 	// Progress says how far a replay has come, for the stats line; may be nil.
 	Progress func() string
 
-	// batch is held by a pump while it handles and writes a batch, so a signal stops the
-	// stage between batches and the books it prints are whole.
-	batch sync.Mutex
+	// batch[dir] is held by the pump of that direction while it handles and writes a
+	// batch, so a signal stops the stage between batches and the books it prints are
+	// whole. One lock per direction: a pump blocked writing east must not stop the west
+	// pump draining the replies its neighbour is blocked on.
+	batch [2]sync.Mutex
 }
 
 // IsTerminal reports whether f is a terminal.
@@ -118,28 +120,33 @@ func RefuseTerminal(f *os.File) error {
 	return nil
 }
 
-// Batch runs f as one batch: a signal stops the stage before or after it, never during.
-// Pump does this itself; stages that make their own packets (a generator) call it.
-func (s *Stage) Batch(f func() error) error {
-	s.batch.Lock()
-	defer s.batch.Unlock()
+// Batch runs f as one batch travelling in dir: a signal stops the stage before or after it,
+// never during. The pumps do this themselves; stages that make their own packets (a
+// generator, a capture) call it.
+func (s *Stage) Batch(dir books.Dir, f func() error) error {
+	s.batch[dir].Lock()
+	defer s.batch[dir].Unlock()
 	return f()
 }
 
-// Pump reads batches from r, gives each to handle, and calls flush whenever the input is
-// drained, so batches are full under load and an idle chain adds no latency. It returns nil
-// at the end of the input and stops between batches when ctx is cancelled.
+// Pump reads eastbound batches from r, gives each to handle, and calls flush whenever the
+// input is drained, so batches are full under load and an idle chain adds no latency. It
+// returns nil at the end of the input and stops between batches when ctx is cancelled.
 func (s *Stage) Pump(ctx context.Context, r *framing.Reader, handle func([]framing.Packet) error, flush func() error) error {
+	return s.pump(ctx, books.East, r, handle, flush)
+}
+
+func (s *Stage) pump(ctx context.Context, dir books.Dir, r *framing.Reader, handle func([]framing.Packet) error, flush func() error) error {
 	pkts := make([]framing.Packet, BatchSize)
 	for ctx.Err() == nil {
 		n, err := r.Read(pkts)
 		if n > 0 {
-			s.batch.Lock()
+			s.batch[dir].Lock()
 			herr := handle(pkts[:n])
 			if herr == nil && r.Drained() {
 				herr = flush()
 			}
-			s.batch.Unlock()
+			s.batch[dir].Unlock()
 			if herr != nil {
 				return herr
 			}
@@ -291,7 +298,8 @@ func growPipe(f *os.File) {
 func (s *Stage) stopBetweenBatches() <-chan struct{} {
 	got := make(chan struct{})
 	go func() {
-		s.batch.Lock()
+		s.batch[books.East].Lock()
+		s.batch[books.West].Lock()
 		close(got)
 	}()
 	done := make(chan struct{})

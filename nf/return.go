@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -55,6 +56,8 @@ type Return struct {
 	eastReady chan struct{}
 	east      io.ReadCloser // nil: nothing comes from the east
 	eastWhy   error
+
+	held *os.File // a read end of our stdout pipe, kept by CloseStdout
 }
 
 // OpenReturn starts finding the neighbours in the background; it returns at once. A listener
@@ -217,7 +220,7 @@ func (r *Return) AwaitHome(ctx context.Context) bool {
 		return r.east != nil
 	default:
 	}
-	if !returnpath.NeighborIsStage(os.Stdout) {
+	if !returnpath.NeighborIsStage(os.Stdout, dialPatience) {
 		return false
 	}
 	select {
@@ -228,6 +231,15 @@ func (r *Return) AwaitHome(ctx context.Context) bool {
 	case <-ctx.Done():
 		return false
 	}
+}
+
+// CloseStdout ends the eastbound stream, so the chain drains, while keeping hold of the
+// pipe: the east neighbour checks that whoever it connected to holds the pipe, and it may
+// check after we have finished writing. A read end keeps that true without keeping the
+// stream open.
+func (r *Return) CloseStdout() {
+	r.held, _ = os.OpenFile("/proc/self/fd/1", os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	os.Stdout.Close()
 }
 
 // Close closes both connections, so the neighbours see the return path end.
@@ -247,6 +259,9 @@ func (r *Return) Close() {
 		}
 	default:
 	}
+	if r.held != nil {
+		r.held.Close()
+	}
 }
 
 // PumpWest moves westbound frames from the east neighbour through handle until they end or
@@ -256,7 +271,7 @@ func (s *Stage) PumpWest(ctx context.Context, r *Return, handle func([]framing.P
 	if in == nil {
 		return err
 	}
-	err = s.Pump(ctx, framing.NewReader(in), handle, flush)
+	err = s.pump(ctx, books.West, framing.NewReader(in), handle, flush)
 	if errors.Is(err, framing.ErrEmptyStream) || ctx.Err() != nil {
 		return nil // the east neighbour stopped before it had anything to say, or we stop
 	}

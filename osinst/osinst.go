@@ -238,7 +238,10 @@ func New(cfg Config, east, west Output, bk *books.Books) (*Instance, error) {
 			in.s.Destroy()
 			return nil, err
 		}
-	} else {
+	}
+	// A transparent filter decides on whole datagrams; a router with NAT must reassemble
+	// too, since netstack's NAT cannot translate a fragment it cannot tell the ports of.
+	if !in.router || in.nat != nil {
 		n := cfg.MaxFragmentDatagrams
 		if n <= 0 {
 			n = 256

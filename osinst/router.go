@@ -67,6 +67,7 @@ type routerState struct {
 	hasKey  bool
 	meta    heldMeta
 	outputs int
+	spent   bool // the frame would have left with TTL 0 (after DNAT): dropped instead
 	pending map[ipKey][]heldMeta
 }
 
@@ -132,7 +133,7 @@ func (in *Instance) dropStats() dropStats {
 		ttl:       ip.Forwarding.ExhaustedTTL.Value(),
 		noRoute:   ip.Forwarding.Unrouteable.Value() + ip.Forwarding.HostUnreachable.Value() + ip.Forwarding.LinkLocalDestination.Value() + ip.Forwarding.LinkLocalSource.Value() + ip.Forwarding.PacketTooBig.Value() + ip.Forwarding.Errors.Value(),
 		malformed: ip.MalformedPacketsReceived.Value() + ip.MalformedFragmentsReceived.Value(),
-		invalid:   ip.InvalidSourceAddressesReceived.Value() + ip.InvalidDestinationAddressesReceived.Value() + ip.IPTablesPreroutingDropped.Value() + ip.IPTablesInputDropped.Value() + ip.IPTablesForwardDropped.Value(),
+		invalid:   ip.InvalidSourceAddressesReceived.Value() + ip.InvalidDestinationAddressesReceived.Value() + ip.IPTablesPreroutingDropped.Value() + ip.IPTablesInputDropped.Value() + ip.IPTablesForwardDropped.Value() + ip.IPTablesPostroutingDropped.Value(),
 		local:     ip.PacketsDelivered.Value() + st.ARP.PacketsReceived.Value(),
 	}
 }
@@ -156,6 +157,13 @@ func (in *Instance) route(dir books.Dir, p *framing.Packet) {
 		side.Drop(books.NoRoute, 1, len(p.Data))
 		return
 	}
+	if in.nat != nil && (etype == etherIPv4 || etype == etherIPv6) {
+		whole, ok := in.reassembled(dir, p, off, etype == etherIPv6)
+		if !ok {
+			return // held for the rest of its datagram, or dropped and counted
+		}
+		p = whole
+	}
 	if in.expired(dir, p, off, etype) {
 		side.Drop(books.TTL, 1, len(p.Data))
 		return
@@ -165,7 +173,7 @@ func (in *Instance) route(dir books.Dir, p *framing.Packet) {
 	before := in.dropStats()
 	rt := &in.rt
 	rt.mu.Lock()
-	rt.active, rt.key, rt.hasKey, rt.outputs = true, key, hasKey, 0
+	rt.active, rt.key, rt.hasKey, rt.outputs, rt.spent = true, key, hasKey, 0, false
 	rt.meta = heldMeta{dir: dir, ts: p.Timestamp, ifc: p.Interface, bytes: len(p.Data)}
 	rt.mu.Unlock()
 	in.cur = frame{dir: dir, pkt: p, l3: off, link: framing.LinkEthernet}
@@ -176,9 +184,14 @@ func (in *Instance) route(dir books.Dir, p *framing.Packet) {
 	in.cur = frame{}
 	defer pkt.DecRef()
 	rt.mu.Lock()
-	outputs := rt.outputs
+	outputs, spent := rt.outputs, rt.spent
 	rt.active = false
 	rt.mu.Unlock()
+	if spent {
+		side.Drop(books.TTL, 1, len(p.Data))
+		in.timeExceeded(dir, p, off, etype == etherIPv6)
+		return
+	}
 	if outputs > 0 {
 		return // counted Out as it was written
 	}
@@ -209,6 +222,39 @@ func (in *Instance) route(dir books.Dir, p *framing.Packet) {
 	}
 }
 
+// reassembled returns p itself when it is not a fragment, or, for the fragment that
+// completes a datagram, a frame holding the whole datagram (the other fragments are booked
+// Reassembled: they came in and leave as part of it). It returns false while the datagram
+// is incomplete, or when the fragment was refused (counted).
+func (in *Instance) reassembled(dir books.Dir, p *framing.Packet, off int, v6 bool) (*framing.Packet, bool) {
+	ip := p.Data[off:]
+	var n int
+	var frag bool
+	if v6 {
+		n = validIPv6(ip)
+		frag = n > 0 && ipv6Fragment(ip[:n])
+	} else {
+		n = validIPv4(ip)
+		frag = n > 0 && binary.BigEndian.Uint16(ip[6:])&0x3fff != 0
+	}
+	if !frag {
+		return p, true
+	}
+	dg, why := in.frags.add(dir, p, off, ip[:n], v6)
+	in.frags.count(in)
+	if why != 0 {
+		in.bk.Dir[dir].Drop(why-1, 1, len(p.Data))
+		return nil, false
+	}
+	if dg == nil {
+		return nil, false
+	}
+	first := &dg.frames[dg.firstFrame]
+	whole := relink(&first.pkt, first.l3, dg.datagram)
+	in.bk.Dir[dir].Drop(books.Reassembled, len(dg.frames)-1, 0)
+	return &whole, true
+}
+
 // expired handles a packet to forward whose TTL or hop limit would reach 0: netstack
 // forwards TTL 1 as TTL 0, so the instance drops it and answers time exceeded itself.
 func (in *Instance) expired(dir books.Dir, p *framing.Packet, off int, etype uint16) bool {
@@ -231,13 +277,36 @@ func (in *Instance) expired(dir books.Dir, p *framing.Packet, off int, etype uin
 		(!v6 && dst == netip.AddrFrom4([4]byte{255, 255, 255, 255})) {
 		return false
 	}
+	in.timeExceeded(dir, p, off, v6)
+	return true
+}
+
+// ttlSpent reports whether a datagram about to leave has no TTL or hop limit left.
+func ttlSpent(ip []byte, etype uint16) bool {
+	switch {
+	case etype == etherIPv4 && len(ip) >= header.IPv4MinimumSize:
+		return ip[8] == 0
+	case etype == etherIPv6 && len(ip) >= header.IPv6MinimumSize:
+		return ip[7] == 0
+	}
+	return false
+}
+
+// timeExceeded answers a frame whose TTL or hop limit ran out with an ICMP time exceeded,
+// sent back the way it came, from the router's address on that side.
+func (in *Instance) timeExceeded(dir books.Dir, p *framing.Packet, off int, v6 bool) {
+	ip := p.Data[off:]
 	n := validIPv4(ip)
 	typ := uint8(header.ICMPv4TimeExceeded)
 	if v6 {
 		n, typ = validIPv6(ip), uint8(header.ICMPv6TimeExceeded)
 	}
+	if n <= 0 {
+		return
+	}
+	saved := in.cur
 	in.cur = frame{dir: dir, pkt: p, l3: off, link: framing.LinkEthernet}
-	defer func() { in.cur = frame{} }()
+	defer func() { in.cur = saved }()
 	aboutError := false
 	if pkt, ok := newParsed(ip[:n], v6); ok {
 		aboutError = isICMPError(pkt)
@@ -248,7 +317,6 @@ func (in *Instance) expired(dir books.Dir, p *framing.Packet, off int, etype uin
 		fr, ifc := in.wrapL2(&in.cur, answer, v6)
 		in.emit(reverse(dir), framing.Packet{Data: fr, Length: len(fr), Timestamp: now(), Interface: ifc}, true)
 	}
-	return true
 }
 
 // sent books a frame netstack wrote on NIC e and writes it out: a frame forwarded from the
@@ -265,6 +333,13 @@ func (in *Instance) sent(e *linkEP, b []byte) {
 			rt := &in.rt
 			rt.mu.Lock()
 			switch {
+			case rt.active && rt.hasKey && rt.outputs == 0 && bytes.Equal(k.b[:k.n], rt.key.b[:rt.key.n]) &&
+				ttlSpent(b[header.EthernetMinimumSize:], etype):
+				// Addressed to the router, so let through by expired, then translated
+				// to a host beyond it (a port forward): netstack would send it with TTL 0.
+				rt.spent = true
+				rt.mu.Unlock()
+				return
 			case rt.active && rt.hasKey && rt.outputs == 0 && bytes.Equal(k.b[:k.n], rt.key.b[:rt.key.n]):
 				rt.outputs++
 				p.Timestamp, p.Interface, generated = rt.meta.ts, rt.meta.ifc, false

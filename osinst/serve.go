@@ -26,8 +26,24 @@ func (in *Instance) Serve(ctx context.Context, st *nf.Stage, stdin io.Reader, ou
 			return nil
 		}, flush)
 	}()
+	east := &st.Books.Dir[books.East]
 	err := st.Pump(ctx, framing.NewReader(stdin), func(pkts []framing.Packet) error {
-		in.Input(books.East, pkts)
+		// Frames of a two-sided replay that entered from the east pass untouched, in
+		// order, to be turned around by the sink and meet this stage westbound.
+		start := 0
+		for i := range pkts {
+			if ifc := pkts[i].Interface; ifc != nil && ifc.Turnaround {
+				if start < i {
+					in.Input(books.East, pkts[start:i])
+				}
+				east.In.Add(1, len(pkts[i].Data))
+				in.write(books.East, pkts[i:i+1])
+				start = i + 1
+			}
+		}
+		if start < len(pkts) {
+			in.Input(books.East, pkts[start:])
+		}
 		return nil
 	}, flush)
 	cancel()

@@ -228,31 +228,49 @@ type ReadWriteCloser interface {
 	Close() error
 }
 
-// NeighborIsStage reports whether a stdpkt stage holds the other end of pipe f: a process
-// other than us with the pipe open whose command name starts with "stdpkt-". A source uses
-// it at the end of a replay to decide whether replies may still come home.
-func NeighborIsStage(f *os.File) bool {
+// NeighborIsStage reports whether a stdpkt stage holds the other end of pipe f: another
+// process with the pipe open whose command name starts with "stdpkt-". A holder that is
+// still a fork of our shell (same executable as our parent: a pipeline stage not yet
+// exec'd) is waited for, up to patience. A source uses it at the end of a replay to decide
+// whether replies may still come home.
+func NeighborIsStage(f *os.File, patience time.Duration) bool {
 	p, err := PipeOf(f)
 	if err != nil {
 		return false
 	}
+	shell, _ := os.Readlink(filepath.Join("/proc", strconv.Itoa(os.Getppid()), "exe"))
+	deadline := time.Now().Add(patience)
+	for {
+		forks := false
+		for _, pid := range holders(p) {
+			comm, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "comm"))
+			if strings.HasPrefix(string(comm), "stdpkt-") {
+				return true
+			}
+			if exe, _ := os.Readlink(filepath.Join("/proc", strconv.Itoa(pid), "exe")); shell != "" && exe == shell {
+				forks = true
+			}
+		}
+		if !forks || time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// holders returns the processes other than us that hold pipe p.
+func holders(p Pipe) []int {
 	procs, err := os.ReadDir("/proc")
 	if err != nil {
-		return false
+		return nil
 	}
 	self := os.Getpid()
+	var pids []int
 	for _, e := range procs {
 		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == self {
-			continue
-		}
-		comm, err := os.ReadFile(filepath.Join("/proc", e.Name(), "comm"))
-		if err != nil || !strings.HasPrefix(string(comm), "stdpkt-") {
-			continue
-		}
-		if holdsPipe(pid, p) {
-			return true
+		if err == nil && pid != self && holdsPipe(pid, p) {
+			pids = append(pids, pid)
 		}
 	}
-	return false
+	return pids
 }

@@ -21,7 +21,7 @@ const OneLinerHelp = `a spec is words, in any order:
   state LIST                                       new,established,related,invalid
   type NAME[/CODE]                                 icmp type (needs icmp or icmpv6)
   syn                                              TCP SYN without ACK
-  with ANSWER                                      reject answer: tcp-reset, icmp-port-unreachable...
+  with ANSWER                                      reject answer: tcp-reset (the default for tcp), icmp-port-unreachable (for the rest)...
   not                                              negates the next match`
 
 // FromOneLiners compiles one-liner rules to a filter rule set that governs IPv4 and IPv6.
@@ -186,6 +186,11 @@ func (p *parser) oneLiner(it OneLiner, pos int) (*Rule, error) {
 	}
 	if not {
 		return nil, errf("not", "negates nothing at the end")
+	}
+	if it.Target == Reject && len(tail) == 0 && proto == "tcp" && !strings.Contains(strings.Join(head, " "), "! -p") {
+		// A firewall user rejecting TCP means "connection refused": a reset, as
+		// `with tcp-reset` would say (iptables' own default is an ICMP port unreachable).
+		tail = append(tail, "--reject-with", "tcp-reset")
 	}
 	toks := append(head, "-j", it.Target.String())
 	toks = append(toks, tail...)

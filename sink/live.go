@@ -6,6 +6,7 @@ import (
 	"io"
 	"sync"
 
+	"github.com/stdpkt/stdpkt/books"
 	"github.com/stdpkt/stdpkt/framing"
 	"github.com/stdpkt/stdpkt/live"
 	"github.com/stdpkt/stdpkt/nf"
@@ -23,7 +24,7 @@ func (s *Sink) RunLive(ctx context.Context, in io.Reader, ports []*live.Port, re
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = source.Capture(ctx, p, st, st.Books.West(), func(pkts []framing.Packet) error {
+			errs[i] = source.Capture(ctx, p, st, books.West, func(pkts []framing.Packet) error {
 				return ret.SendWest(st.Books.West(), pkts)
 			}, ret.FlushWest)
 		}()

@@ -4,6 +4,7 @@ package sink
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -31,18 +32,24 @@ type Sink struct {
 // New returns a Sink.
 func New(cfg Config) *Sink { return &Sink{cfg: cfg} }
 
-// Run reads in until it ends or ctx is cancelled.
-func (s *Sink) Run(ctx context.Context, in io.Reader, st *nf.Stage) error {
+// Run reads in until it ends or ctx is cancelled. Frames of a two-sided replay that entered
+// from the east are turned around: sent west over ret instead of being kept.
+func (s *Sink) Run(ctx context.Context, in io.Reader, ret *nf.Return, st *nf.Stage) error {
 	r := framing.NewReader(in)
 	east := st.Books.East()
-	flush := func() error { return nil }
+	flush := ret.FlushWest
 	if s.cfg.Out != nil {
-		flush = s.cfg.Out.Flush
+		flush = func() error { return errors.Join(s.cfg.Out.Flush(), ret.FlushWest()) }
 	}
+	turned := map[*framing.Interface]*framing.Interface{}
 	err := st.Pump(ctx, r, func(pkts []framing.Packet) error {
 		s.arrived(pkts)
 		n := framing.Bytes(pkts)
 		east.In.Add(len(pkts), n)
+		if k := s.turnAround(pkts, turned, ret, st); k > 0 {
+			pkts = pkts[:len(pkts)-k]
+			n = framing.Bytes(pkts)
+		}
 		if s.cfg.Out != nil {
 			if err := s.cfg.Out.Write(pkts); err != nil {
 				east.Drop(books.Output, len(pkts), n)
@@ -59,6 +66,36 @@ func (s *Sink) Run(ctx context.Context, in io.Reader, st *nf.Stage) error {
 		}
 	}
 	return err
+}
+
+// turnAround sends the batch's turnaround frames west, with the interface they stand for,
+// and moves them to the end of pkts; it returns how many there were.
+func (s *Sink) turnAround(pkts []framing.Packet, turned map[*framing.Interface]*framing.Interface, ret *nf.Return, st *nf.Stage) int {
+	keep := 0
+	var back []framing.Packet
+	for i := range pkts {
+		ifc := pkts[i].Interface
+		if ifc == nil || !ifc.Turnaround {
+			pkts[keep] = pkts[i]
+			keep++
+			continue
+		}
+		if turned[ifc] == nil {
+			turned[ifc] = framing.Unturned(ifc)
+		}
+		p := pkts[i]
+		p.Interface = turned[ifc]
+		back = append(back, p)
+	}
+	if len(back) == 0 {
+		return 0
+	}
+	copy(pkts[keep:], back)
+	n := framing.Bytes(back)
+	st.Books.East().Out.Add(len(back), n) // handed over to the westbound direction
+	st.Books.West().In.Add(len(back), n)
+	_ = ret.SendWest(st.Books.West(), back)
+	return len(back)
 }
 
 // arrived notes a batch's arrival time and, with --latency, each packet's latency.

@@ -30,7 +30,7 @@ func RunLive(ctx context.Context, ports []*live.Port, out *framing.Writer, ret *
 		go func() {
 			defer wg.Done()
 			defer cancel()
-			errs[i] = Capture(ctx, p, st, st.Books.East(), func(pkts []framing.Packet) error {
+			errs[i] = Capture(ctx, p, st, books.East, func(pkts []framing.Packet) error {
 				if err := out.Write(pkts); err != nil {
 					st.Books.East().Drop(books.Output, len(pkts), framing.Bytes(pkts))
 					return err
@@ -55,10 +55,11 @@ func RunLive(ctx context.Context, ports []*live.Port, out *framing.Writer, ret *
 	return errors.Join(errs...)
 }
 
-// Capture reads port p until ctx is done, counting into side and handing batches to send;
-// flush is called whenever the ring is drained. Ring overruns and oversized frames are
-// counted as dropped.
-func Capture(ctx context.Context, p *live.Port, st *nf.Stage, side *books.Side, send func([]framing.Packet) error, flush func() error) error {
+// Capture reads port p until ctx is done, counting what it captures as travelling in dir
+// and handing batches to send; flush is called whenever the ring is drained. Ring overruns
+// and oversized frames are counted as dropped.
+func Capture(ctx context.Context, p *live.Port, st *nf.Stage, dir books.Dir, send func([]framing.Packet) error, flush func() error) error {
+	side := &st.Books.Dir[dir]
 	pkts := make([]framing.Packet, nf.BatchSize)
 	for ctx.Err() == nil {
 		n, err := p.Read(pkts)
@@ -68,7 +69,7 @@ func Capture(ctx context.Context, p *live.Port, st *nf.Stage, side *books.Side, 
 		if err != nil {
 			return err
 		}
-		err = st.Batch(func() error {
+		err = st.Batch(dir, func() error {
 			over, big := p.TakeDrops()
 			side.In.Add(n+int(over+big), framing.Bytes(pkts[:n]))
 			side.Drop(books.Overrun, int(over), 0)

@@ -50,6 +50,12 @@ type Config struct {
 	Loop     int       // replay the file this many times (0 or 1: once)
 	Stamp    Stamp
 	Stdin    io.Reader // for File "-"
+	// FromEast, if set, makes the replay two-sided: the frames it selects entered from the
+	// east; Home counts frames come home over the return path, and TurnWait bounds the
+	// wait for each.
+	FromEast *Sides
+	Home     func() uint64
+	TurnWait time.Duration
 }
 
 // Source sends a file or generated traffic.
@@ -110,8 +116,18 @@ func (s *Source) Run(ctx context.Context, out *framing.Writer, st *nf.Stage) err
 		}
 		r := framing.NewReader(in)
 		p.restart()
+		var ts *twoSided
+		if cfg.FromEast != nil {
+			ts = &twoSided{sides: *cfg.FromEast, home: cfg.Home, wait: cfg.TurnWait,
+				marked: map[*framing.Interface]*framing.Interface{}}
+		}
 		err := st.Pump(ctx, r, func(pkts []framing.Packet) error {
 			st.Books.East().In.Add(len(pkts), framing.Bytes(pkts))
+			if ts != nil {
+				return ts.send(ctx, pkts, func(b []framing.Packet) error {
+					return send(ctx, p, stampNow, b, out, st)
+				}, out.Flush)
+			}
 			return send(ctx, p, stampNow, pkts, out, st)
 		}, out.Flush)
 		if err != nil {
@@ -139,7 +155,7 @@ func (s *Source) runGen(ctx context.Context, out *framing.Writer, st *nf.Stage) 
 		if n == 0 {
 			break
 		}
-		err := st.Batch(func() error {
+		err := st.Batch(books.East, func() error {
 			sent.Add(int64(n))
 			st.Books.East().Generated.Add(n, framing.Bytes(pkts[:n]))
 			return send(ctx, p, cfg.Stamp != StampKeep, pkts[:n], out, st)

@@ -86,7 +86,7 @@ Examples:
 				if ports != nil {
 					return s.RunLive(ctx, os.Stdin, ports, ret, st)
 				}
-				return s.Run(ctx, os.Stdin, st)
+				return s.Run(ctx, os.Stdin, ret, st)
 			})
 			if closer != nil {
 				if err := closer.Close(); err != nil && status == nf.ExitOK {

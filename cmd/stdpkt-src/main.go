@@ -6,6 +6,8 @@ import (
 	"context"
 	"errors"
 	"os"
+	"sync/atomic"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -43,6 +45,8 @@ Examples:
 			&cli.Float64Flag{Name: "pps", Category: cat, Usage: "replay at `N` packets per second"},
 			&cli.IntFlag{Name: "loop", Category: cat, Value: 1, Usage: "replay the file `N` times"},
 			&cli.StringFlag{Name: "timestamps", Category: cat, Value: "auto", Usage: "`keep` the capture's timestamps, stamp the send time (now), or auto: keep at top speed, now when paced"},
+			&cli.StringFlag{Name: "from-east", Category: "Two-sided replay", Usage: "replay both sides of a conversation: the frames `SELECTOR` picks (iface=NAME or src=PREFIX) entered from the east; they are turned around by the sink and meet every stage westbound, in trace order; what comes home goes to --west-out"},
+			&cli.DurationFlag{Name: "turnaround-wait", Category: "Two-sided replay", Value: time.Second, Usage: "wait at most `DURATION` for a turned-around frame to come home (a stage may drop it)"},
 			&cli.StringFlag{Name: "format", Category: cat, Value: "pcapng", EnvVars: []string{"STDPKT_FORMAT"}, Usage: "write `pcapng` or pcap"},
 		}, append(nf.ReturnFlags(), nf.Flags()...)...),
 		Action: func(c *cli.Context) error {
@@ -58,6 +62,14 @@ Examples:
 			var err error
 			if cfg.Stamp, err = source.ParseStamp(c.String("timestamps")); err != nil {
 				return nf.UsageError(err)
+			}
+			var cameHome atomic.Uint64 // frames come home over the return path
+			if sel := c.String("from-east"); sel != "" {
+				sides, err := source.ParseSides(sel)
+				if err != nil {
+					return nf.UsageError(err)
+				}
+				cfg.FromEast, cfg.Home, cfg.TurnWait = &sides, cameHome.Load, c.Duration("turnaround-wait")
 			}
 			if spec := c.String("gen"); spec != "" {
 				g, err := gen.ParseSpec(spec)
@@ -85,11 +97,13 @@ Examples:
 					return err
 				}
 				defer ret.Close()
-				home := make(chan error, 1)
+				homeDone := make(chan error, 1)
 				go func() { // what comes home: to --west-out, or counted as dropped
-					home <- st.PumpWest(ctx, ret, func(pkts []framing.Packet) error {
+					homeDone <- st.PumpWest(ctx, ret, func(pkts []framing.Packet) error {
 						st.Books.West().In.Add(len(pkts), framing.Bytes(pkts))
-						return ret.SendWest(st.Books.West(), pkts)
+						err := ret.SendWest(st.Books.West(), pkts)
+						cameHome.Add(uint64(len(pkts)))
+						return err
 					}, ret.FlushWest)
 				}()
 				if err := src.Run(ctx, out, st); err != nil {
@@ -99,11 +113,26 @@ Examples:
 				// that we still hold the pipe), then close stdout so the chain drains, and
 				// take what still comes home until that stage closes the return path.
 				connected := ret.AwaitHome(ctx)
-				os.Stdout.Close()
-				if connected {
-					return <-home
+				ret.CloseStdout()
+				if !connected {
+					return nil
 				}
-				return nil
+				// Normally the next stage ends when its input does and closes the return path;
+				// a wrapper holding our pipe (timeout, a subshell) delays that end, so stop
+				// once nothing has come home for a while.
+				quiet := max(c.Duration("turnaround-wait"), 100*time.Millisecond)
+				for last := cameHome.Load(); ; {
+					select {
+					case err := <-homeDone:
+						return err
+					case <-time.After(quiet):
+						if now := cameHome.Load(); now != last {
+							last = now
+							continue
+						}
+						return nil
+					}
+				}
 			}))
 		},
 	})
