@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -178,4 +179,50 @@ func booksBalance(line string) bool {
 		return -1
 	}
 	return num("in")+num("generated") == num("out")+num("dropped")
+}
+
+// More flows than --max-flows: the excess is dropped and counted (full), the admitted flows
+// keep being served, the translation table lists them, and memory stays bounded.
+func TestNATMaxFlows(t *testing.T) {
+	needTool(t, "/usr/bin/time", "time")
+	dir := tempDir(t)
+	// 5000 flows, 4 packets each, round robin: the first 1000 are admitted.
+	mustSh(t, dir, "stdpkt-src -q --gen 'udp,flows=5000,count=20000,src=192.0.2.0/24' > flows.pcapng")
+	_, errs := mustSh(t, dir, "stdpkt-src -q -r flows.pcapng | stdpkt-nat --snat 203.0.113.1 --max-flows 1000 --stats-json nat.json | stdpkt-sink --stats-json sink.json")
+	var doc struct {
+		Connections struct {
+			Tracked, Refused, Limit int
+			Table                   []struct{ Proto, Inside, Remote, Outside, State string }
+		}
+	}
+	readJSON(t, dir+"/nat.json", &doc)
+	c := doc.Connections
+	if c.Tracked != 1000 || c.Refused != 16000 || c.Limit != 1000 || len(c.Table) != 1000 {
+		t.Errorf("tracked %d refused %d limit %d listed %d, want 1000, 16000, 1000, 1000", c.Tracked, c.Refused, c.Limit, len(c.Table))
+	}
+	for _, f := range c.Table {
+		if !strings.HasPrefix(f.Inside, "192.0.2.") || !strings.HasPrefix(f.Outside, "203.0.113.1:") || f.Proto != "UDP" {
+			t.Errorf("table entry %+v", f)
+			break
+		}
+	}
+	if got := sinkPackets(t, dir+"/sink.json"); got != 4000 {
+		t.Errorf("sink got %d packets, want the 4 packets of each of the 1000 admitted flows", got)
+	}
+	if !strings.Contains(errs, "dropped 16000 (full 16000)") {
+		t.Errorf("books:\n%s", errs)
+	}
+	// A flood of 100000 new flows against a table of 1000: peak RSS stays far from what
+	// 100000 connections would take.
+	mustSh(t, dir, "stdpkt-src -q --gen 'udp,flows=100000,count=100000,src=192.0.2.0/24' > flood.pcapng")
+	_, errs = mustSh(t, dir, "/usr/bin/time -f 'maxrss %M' stdpkt-nat -q --snat 203.0.113.1 --max-flows 1000 < flood.pcapng > /dev/null")
+	var kb int
+	for _, l := range strings.Split(errs, "\n") {
+		if strings.HasPrefix(l, "maxrss ") {
+			kb, _ = strconv.Atoi(strings.TrimPrefix(l, "maxrss "))
+		}
+	}
+	if kb == 0 || kb > 200*1024 {
+		t.Errorf("peak RSS %d KiB with a 1000-flow table under a 100000-flow flood, want under 200 MiB", kb)
+	}
 }

@@ -212,6 +212,7 @@ func (in *Instance) check(dir books.Dir, p *framing.Packet, l3 int, ip []byte, v
 	defer pkt.DecRef()
 	in.cur = frame{dir: dir, pkt: p, l3: l3, link: linkOf(p)}
 	in.curRuled.Store(0)
+	in.curFull.Store(false)
 	in.curPB.Store(pkt)
 	ok = in.ipt.CheckPrerouting(pkt, nil, inNIC(dir)) &&
 		in.ipt.CheckForward(pkt, inNIC(dir), outNIC(dir))
@@ -226,13 +227,15 @@ func (in *Instance) check(dir books.Dir, p *framing.Packet, l3 int, ip []byte, v
 	in.curPB.Store(nil)
 	in.cur = frame{}
 	if ok {
-		in.noteFlow(pkt)
 		if in.nat != nil {
 			return true, 0, natBytes(pkt)
 		}
 		return true, 0, nil
 	}
 	in.forgetNew(pkt, inNIC(dir))
+	if in.curFull.Load() {
+		return false, books.Full, nil
+	}
 	if in.curRuled.Load() != 0 {
 		return false, books.Rule, nil
 	}

@@ -58,6 +58,7 @@ func (rt *ruleTarget) translate(pkt *stack.PacketBuffer, hook stack.Hook, r *sta
 		rng := stack.PortOrIdentRange{Start: t.Ports.Lo, Size: uint32(t.Ports.Hi) - uint32(t.Ports.Lo) + 1}
 		stack.IPTPerformNAT(pkt, hook, r, rng, addr, true, t.Ports.Lo != 0, changeAddr)
 	}
+	rt.t.in.flowTab.noteReply(pkt) // the translation, for the connection table
 	return stack.RuleAccept, 0
 }
 

@@ -74,6 +74,12 @@ type Config struct {
 	// MaxFragmentDatagrams bounds the datagrams held for reassembly (transparent mode);
 	// 0 means 256.
 	MaxFragmentDatagrams int
+	// MaxFlows bounds the connections tracked; a new connection beyond it is dropped and
+	// counted Full. 0 means DefaultMaxFlows.
+	MaxFlows int
+	// Timeouts are the idle timeouts of tracked connections; zero fields take
+	// DefaultTimeouts'.
+	Timeouts Timeouts
 }
 
 // NIC names, as rules name them.
@@ -113,11 +119,15 @@ type Instance struct {
 	// when its input is drained; what it writes from a timer (ARP, packets released when a
 	// neighbour resolves) must be flushed at once, or it waits for the next input frame.
 	inInput atomic.Bool
+	// flowTab is the connection table (with a filter or NAT); aging is set while it ages a
+	// netstack entry out, and curFull when the frame being processed was refused by it.
+	flowTab *flowTable
+	aging   atomic.Bool
+	curFull atomic.Bool
 	frags   *reassembler
 	genIf   map[*framing.Interface]*framing.Interface // raw-IP interfaces for answers to SLL frames
 
 	rt    routerState
-	flows flowView
 	clock *shiftClock
 }
 
@@ -144,6 +154,7 @@ func (in *Instance) forgetNew(pkt *stack.PacketBuffer, inName string) {
 	if !pkt.IsConnTrackConfigured() || pkt.IsReplyPacket() || connState(pkt) != rules.StateNew {
 		return
 	}
+	in.flowTab.forget(pkt) // an unconfirmed connection holds no place in the table either
 	ip := make([]byte, 0, ipLen(pkt))
 	ip = append(ip, pkt.NetworkHeader().Slice()...)
 	ip = append(ip, pkt.TransportHeader().Slice()...)
@@ -153,9 +164,11 @@ func (in *Instance) forgetNew(pkt *stack.PacketBuffer, inName string) {
 		return
 	}
 	defer again.DecRef()
+	in.aging.Store(true) // not a packet of the chain: the flow table must not see it
 	in.clock.back.Store(int64(time.Hour))
 	in.ipt.CheckPrerouting(again, nil, inName)
 	in.clock.back.Store(0)
+	in.aging.Store(false)
 }
 
 // frame is what the instance knows about the frame it is processing; targets and the link
@@ -217,6 +230,11 @@ func New(cfg Config, east, west Output, bk *books.Books) (*Instance, error) {
 				return nil, fmt.Errorf("osinst: %s: %s takes the stage's own address: give --west and --east (router mode), or use SNAT/DNAT with an address", r.Src, k)
 			}
 		}
+	}
+	if cfg.Filter != nil || cfg.NAT != nil {
+		in.flowTab = newFlowTable(cfg.MaxFlows, withDefaults(cfg.Timeouts))
+		in.ipt.ForceReplaceTable(stack.MangleID, in.mangleTable(false), false)
+		in.ipt.ForceReplaceTable(stack.MangleID, in.mangleTable(true), true)
 	}
 	for _, t := range []struct {
 		rs  *rules.Ruleset
@@ -287,6 +305,9 @@ func (in *Instance) Input(dir books.Dir, pkts []framing.Packet) {
 	defer in.mu.Unlock()
 	in.inInput.Store(true)
 	defer in.inInput.Store(false)
+	if in.flowTab != nil {
+		in.sweepFlows()
+	}
 	side := &in.bk.Dir[dir]
 	for i := range pkts {
 		p := &pkts[i]
@@ -385,7 +406,9 @@ func (in *Instance) DumpState(w io.Writer) {
 	}
 	fmt.Fprintf(w, "instance: %s\n", mode)
 	rules.FormatCounters(w, in.RuleCounters())
-	in.dumpConns(w)
+	if in.flowTab != nil {
+		in.dumpFlows(w)
+	}
 }
 
 // now is the timestamp of frames the instance generates.

@@ -143,7 +143,7 @@ func TestTransparentStateful(t *testing.T) {
 	}
 	var dump strings.Builder
 	h.in.DumpState(&dump)
-	for _, s := range []string{"FORWARD policy DROP", "TCP 192.0.2.10:40000 -> 198.51.100.20:80", "connections started: 3"} {
+	for _, s := range []string{"FORWARD policy DROP", "TCP 192.0.2.10:40000 -> 198.51.100.20:80 established", "connections: 3 tracked"} {
 		if !strings.Contains(dump.String(), s) {
 			t.Errorf("dump lacks %q:\n%s", s, dump.String())
 		}

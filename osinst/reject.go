@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"sort"
-	"sync"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
@@ -255,59 +253,4 @@ func protoLabel(p uint8) string {
 		return "ICMPv6"
 	}
 	return fmt.Sprint(p)
-}
-
-// maxFlows bounds the flow list DumpState shows. netstack keeps its connection table
-// private, so the instance lists the connections it has seen start.
-const maxFlows = 4096
-
-type flowView struct {
-	mu    sync.Mutex
-	flows map[string]struct{}
-	more  int // flows not listed: the list was full
-}
-
-// noteFlow records the connection an accepted NEW packet starts.
-func (in *Instance) noteFlow(pkt *stack.PacketBuffer) {
-	if connState(pkt) != rules.StateNew {
-		return
-	}
-	var info stack.ConnTrackInfo
-	if !pkt.FillConnTrackInfo(stack.ConnTrackInfoOpts{}, &info) {
-		return
-	}
-	fv := &in.flows
-	fv.mu.Lock()
-	defer fv.mu.Unlock()
-	key := fmt.Sprintf("%s %s:%d -> %s:%d", protoLabel(uint8(info.TransProto)), info.SrcAddr, info.SrcPort, info.DstAddr, info.DstPort)
-	if _, ok := fv.flows[key]; ok {
-		return
-	}
-	if len(fv.flows) >= maxFlows {
-		fv.more++
-		return
-	}
-	if fv.flows == nil {
-		fv.flows = map[string]struct{}{}
-	}
-	fv.flows[key] = struct{}{}
-}
-
-// dumpConns writes the connections seen.
-func (in *Instance) dumpConns(w io.Writer) {
-	fv := &in.flows
-	fv.mu.Lock()
-	defer fv.mu.Unlock()
-	keys := make([]string, 0, len(fv.flows))
-	for k := range fv.flows {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	fmt.Fprintf(w, "connections started: %d\n", len(keys)+fv.more)
-	for _, k := range keys {
-		fmt.Fprintf(w, "  %s\n", k)
-	}
-	if fv.more > 0 {
-		fmt.Fprintf(w, "  (%d more not listed)\n", fv.more)
-	}
 }

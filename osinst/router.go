@@ -178,6 +178,7 @@ func (in *Instance) route(dir books.Dir, p *framing.Packet) {
 	rt.mu.Unlock()
 	in.cur = frame{dir: dir, pkt: p, l3: off, link: framing.LinkEthernet}
 	in.curRuled.Store(0)
+	in.curFull.Store(false)
 	in.curPB.Store(pkt)
 	delivered := in.nics[reverse(dir)].deliver(pkt)
 	in.curPB.Store(nil)
@@ -199,6 +200,9 @@ func (in *Instance) route(dir books.Dir, p *framing.Packet) {
 	switch {
 	case !delivered:
 		side.Drop(books.Malformed, 1, len(p.Data))
+	case in.curFull.Load():
+		side.Drop(books.Full, 1, len(p.Data))
+		in.forgetNew(pkt, inNIC(dir))
 	case in.curRuled.Load() != 0:
 		side.Drop(books.Rule, 1, len(p.Data))
 		in.forgetNew(pkt, inNIC(dir))
