@@ -59,11 +59,12 @@ const (
 	Overrun                    // a capture ring was full: the kernel dropped it before we saw it
 	TooBig                     // larger than a capture ring slot or the outgoing MTU
 	Reassembled                // fragments merged: a translated datagram left in fewer frames
+	Local                      // for the stage itself (a router's ARP, a ping to its address): consumed, not lost
 	numReasons
 )
 
 var reasonNames = [numReasons]string{"rule", "invalid", "malformed", "no-route", "ttl",
-	"no-return-path", "full", "link-type", "unsent", "output", "ring-overrun", "too-big", "reassembled"}
+	"no-return-path", "full", "link-type", "unsent", "output", "ring-overrun", "too-big", "reassembled", "local"}
 
 func (r Reason) String() string {
 	if r < numReasons {

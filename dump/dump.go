@@ -3,10 +3,12 @@ package dump
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/stdpkt/stdpkt/books"
 	"github.com/stdpkt/stdpkt/framing"
@@ -60,25 +62,65 @@ func (d *Dumper) Shown() uint64 {
 // Run reads in until it ends or ctx is cancelled, printing (and forwarding) every packet,
 // and flushes whenever the input is drained so that lines and packets are not held back on
 // an idle chain.
-func (d *Dumper) Run(ctx context.Context, in io.Reader, st *nf.Stage) error {
+//
+// With --pass it is a full stage: replies from the east neighbour (ret) are printed too and
+// passed on west, so a dump can sit anywhere in a chain without cutting the return path.
+func (d *Dumper) Run(ctx context.Context, in io.Reader, ret *nf.Return, st *nf.Stage) error {
 	r := framing.NewReader(in)
 	east := st.Books.East()
+	westDone := make(chan error, 1)
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if d.cfg.Pass != nil && ret != nil {
+		west := ret.WestOutput()
+		go func() {
+			westDone <- st.PumpWest(wctx, ret, func(pkts []framing.Packet) error {
+				return d.handle(pkts, st.Books.West(), west)
+			}, func() error { return errors.Join(d.flush(), ret.FlushWest()) })
+		}()
+	} else {
+		westDone <- nil
+	}
 	err := st.Pump(ctx, r, func(pkts []framing.Packet) error {
 		return d.Handle(pkts, east)
 	}, d.flush)
-	// Westbound: when the return path lands (design section 3), replies read from it go
-	// through d.Handle with st.Books.West() and a writer toward the west, on their own
-	// goroutine; Handle and flush already take the lock for that.
+	var werr error
+	drained := false
+	if ret != nil && err == nil {
+		// The input ended: let the chain drain east, and pass the replies still coming.
+		_ = d.flush()
+		drained, werr = ret.DrainWest(ctx, westDone, st.Books.West().In.Packets, time.Second)
+	}
+	cancel()
+	if ret != nil {
+		ret.Close()
+	}
+	if !drained {
+		werr = errors.Join(werr, <-westDone)
+	}
 	if err != nil {
 		return fmt.Errorf("stdin: %w", err)
 	}
-	return d.Finish()
+	return errors.Join(werr, d.Finish())
+}
+
+// output is where passed packets go: the pass writer east, the return path west.
+type output interface {
+	Write([]framing.Packet) error
 }
 
 // Handle prints one batch that arrived on side and forwards it in --pass mode, keeping the
 // books: in for every packet; out for what is forwarded (--pass) or printed; packets the
 // filter hides are dropped by rule, unless they are forwarded.
 func (d *Dumper) Handle(pkts []framing.Packet, side *books.Side) error {
+	var pass output
+	if d.cfg.Pass != nil {
+		pass = d.cfg.Pass
+	}
+	return d.handle(pkts, side, pass)
+}
+
+func (d *Dumper) handle(pkts []framing.Packet, side *books.Side, pass output) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	total := 0
@@ -109,9 +151,12 @@ func (d *Dumper) Handle(pkts []framing.Packet, side *books.Side) error {
 		}
 	}
 	d.shown += uint64(shown)
-	if d.cfg.Pass != nil {
-		if err := d.cfg.Pass.Write(pkts); err != nil {
-			side.Drop(books.Output, len(pkts), total)
+	if pass != nil {
+		if err := pass.Write(pkts); err != nil {
+			side.Drop(books.ReasonFor(err), len(pkts), total)
+			if errors.Is(err, books.ErrNoReturnPath) {
+				return nil
+			}
 			return fmt.Errorf("%s: %w", d.cfg.PassName, err)
 		}
 		side.Out.Add(len(pkts), total)

@@ -69,7 +69,7 @@ func TestPassForwardsEverything(t *testing.T) {
 	d := New(Config{Filter: fl, Pass: framing.NewWriter(&out, framing.FormatPcapng), PassName: "stdout",
 		Lines: &lines, LinesName: "stderr", Style: Style{Location: time.UTC}})
 	st := &nf.Stage{}
-	if err := d.Run(context.Background(), bytes.NewReader(in), st); err != nil {
+	if err := d.Run(context.Background(), bytes.NewReader(in), nil, st); err != nil {
 		t.Fatal(err)
 	}
 	want, got := readAll(t, in), readAll(t, out.Bytes())
@@ -105,7 +105,7 @@ func TestCountOnlyBooks(t *testing.T) {
 	var lines bytes.Buffer
 	d := New(Config{Filter: fl, CountOnly: true, Lines: &lines, LinesName: "stdout"})
 	st := &nf.Stage{}
-	if err := d.Run(context.Background(), bytes.NewReader(stream(t)), st); err != nil {
+	if err := d.Run(context.Background(), bytes.NewReader(stream(t)), nil, st); err != nil {
 		t.Fatal(err)
 	}
 	if lines.String() != "5\n" {
@@ -124,7 +124,7 @@ func TestCountOnlyBooks(t *testing.T) {
 func TestJSONStream(t *testing.T) {
 	var lines bytes.Buffer
 	d := New(Config{JSON: true, Lines: &lines, LinesName: "stdout"})
-	if err := d.Run(context.Background(), bytes.NewReader(stream(t)), &nf.Stage{}); err != nil {
+	if err := d.Run(context.Background(), bytes.NewReader(stream(t)), nil, &nf.Stage{}); err != nil {
 		t.Fatal(err)
 	}
 	ls := strings.Split(strings.TrimSuffix(lines.String(), "\n"), "\n")
@@ -138,7 +138,7 @@ func TestBadStream(t *testing.T) {
 	in := stream(t)
 	var lines bytes.Buffer
 	d := New(Config{Lines: &lines, LinesName: "stdout", Style: Style{Location: time.UTC}})
-	err := d.Run(context.Background(), bytes.NewReader(in[:len(in)-10]), &nf.Stage{})
+	err := d.Run(context.Background(), bytes.NewReader(in[:len(in)-10]), nil, &nf.Stage{})
 	if err == nil || !strings.HasPrefix(err.Error(), "stdin: ") {
 		t.Errorf("err = %v", err)
 	}

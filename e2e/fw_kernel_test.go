@@ -506,8 +506,8 @@ func TestFwKernelRouter(t *testing.T) {
 	readJSON(t, filepath.Join(dir, "fw.json"), &st)
 	scount := map[string]string{}
 	for _, c := range st.Rules {
-		if c.Rule != nil {
-			scount[fmt.Sprintf("%s#%d", c.Chain, c.Rule.Num)] = fmt.Sprintf("%d packets %d bytes", c.Packets, c.Bytes)
+		if c.Rule != "" {
+			scount[fmt.Sprintf("%s#%d", c.Chain, c.Num)] = fmt.Sprintf("%d packets %d bytes", c.Packets, c.Bytes)
 		}
 	}
 	for _, rule := range []string{"FORWARD#4", "FORWARD#5", "FORWARD#6", "DNS#1", "DNS#2"} {

@@ -115,3 +115,23 @@ func TestTwoSidedReplayThroughFirewall(t *testing.T) {
 		t.Errorf("firewall books:\n%s", errs)
 	}
 }
+
+// stdpkt-dump --pass is a full stage: replies pass back through it (and are printed), so a
+// dump anywhere in a chain does not cut the return path.
+func TestDumpPassKeepsReturnPath(t *testing.T) {
+	needTool(t, "tshark", "tshark")
+	dir := tempDir(t)
+	mustSh(t, dir, "stdpkt-src -q --gen 'tcp,flows=2,count=4,dport=23' > telnet.pcapng")
+	_, errs := mustSh(t, dir, "stdpkt-src -r telnet.pcapng --west-out home.pcapng | stdpkt-dump --pass -o seen.txt | stdpkt-fw --reject 'tcp dport 23' | stdpkt-sink")
+	home := natFields(t, dir, "home.pcapng")
+	if len(home) != 4 {
+		t.Fatalf("%d resets came home through the dump, want 4:\n%s", len(home), errs)
+	}
+	seen, _ := mustSh(t, dir, "cat seen.txt")
+	if strings.Count(seen, "Flags [R]") != 4 || strings.Count(seen, "Flags [P.]") != 4 {
+		t.Errorf("the dump did not show both directions:\n%s", seen)
+	}
+	if !strings.Contains(errs, "stdpkt-dump westbound: in 4 ") {
+		t.Errorf("dump books:\n%s", errs)
+	}
+}

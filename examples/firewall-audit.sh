@@ -81,7 +81,7 @@ echo "== 3. what each rule decided (packets and bytes from --stats-json, the rul
 # --list prints one line per rule and policy, in the order of --stats-json's "rules":
 #   PACKETS BYTES RULE (FILE:LINE)
 grep -E '^ +[0-9]+ +[0-9]+  ' fw.err | sed -E 's/^ +[0-9]+ +[0-9]+  //' >list.txt
-jq -r '.rules[] | "\(.Chain) \(.Packets) \(.Bytes)"' fw.json >counters.txt
+jq -r '.rules[] | "\(.chain) \(.packets) \(.bytes)"' fw.json >counters.txt
 if [ "$(wc -l <list.txt)" -ne "$(wc -l <counters.txt)" ]; then
 	echo "firewall-audit.sh: --list printed $(wc -l <list.txt) rules, --stats-json has $(wc -l <counters.txt)" >&2
 	exit 1
@@ -125,7 +125,7 @@ dropped=$(jq '[.books.eastbound.dropped[].packets] | add // 0' fw.json)
 generated=$(jq '.books.westbound.generated.packets' fw.json)
 passed=$(stdpkt-dump -q --count-only <passed.pcapng)
 home=$(stdpkt-dump -q --count-only <home.pcapng)
-rejected=$(jq '[.rules[] | select(.Rule != null and (.Rule.Src.Text | test("-j REJECT"))) | .Packets] | add // 0' fw.json)
+rejected=$(jq '[.rules[] | select(.target == "REJECT") | .packets] | add // 0' fw.json)
 fail=0
 check() { # check DESCRIPTION LEFT RIGHT
 	if [ "$2" -eq "$3" ]; then

@@ -70,9 +70,9 @@ paste -d' ' <(stdpkt-dump -q <lan.pcapng | srcs) <(stdpkt-dump -q <wan.pcapng | 
 echo
 echo "== 4. the NAT rules' counters (--stats-json nat.json): the nat table sees a connection's first packet"
 if command -v jq >/dev/null; then
-	jq -r '.rules[] | select(.Rule != null) | "   \(.Packets) connections  \(.Rule.Src.Text)"' nat.json
+	jq -r '.rules[] | select(.rule) | "   \(.packets) connections  \(.rule)"' nat.json
 else
-	grep -E '"(Text|Packets)"' nat.json | sed 's/^ */   /'
+	grep -E '"(rule|packets)"' nat.json | sed 's/^ */   /'
 fi
 
 echo

@@ -115,7 +115,7 @@ func IsTerminal(f *os.File) bool {
 // RefuseTerminal returns an error when binary packets would go to a terminal.
 func RefuseTerminal(f *os.File) error {
 	if IsTerminal(f) {
-		return UsageError(errors.New("refusing to write binary packets to a terminal: pipe them on (| stdpkt-sink, | tcpdump -nr -) or write a file (-w FILE)"))
+		return UsageError(errors.New("refusing to write binary packets to a terminal: pipe them on (| stdpkt-dump, | tcpdump -nr -, | stdpkt-sink -w FILE)"))
 	}
 	return nil
 }

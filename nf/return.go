@@ -233,6 +233,34 @@ func (r *Return) AwaitHome(ctx context.Context) bool {
 	}
 }
 
+// DrainWest is what a stage does when its eastbound input has ended: it ends its own output
+// so the chain drains east, and keeps relaying replies west until its east neighbour closes
+// the return path (westDone), or nothing has come back for quiet (a wrapper such as timeout
+// can hold the pipe open after the neighbour is done). came counts westbound frames in.
+// Without a stdpkt stage east of it, it returns at once. It reports whether it took the
+// westbound pump's result from westDone, and that result.
+func (r *Return) DrainWest(ctx context.Context, westDone <-chan error, came func() uint64, quiet time.Duration) (bool, error) {
+	connected := r.AwaitHome(ctx)
+	r.CloseStdout()
+	if !connected {
+		return false, nil
+	}
+	for last := came(); ; {
+		select {
+		case err := <-westDone:
+			return true, err
+		case <-ctx.Done():
+			return false, nil
+		case <-time.After(quiet):
+			if now := came(); now != last {
+				last = now
+				continue
+			}
+			return false, nil
+		}
+	}
+}
+
 // CloseStdout ends the eastbound stream, so the chain drains, while keeping hold of the
 // pipe: the east neighbour checks that whoever it connected to holds the pipe, and it may
 // check after we have finished writing. A read end keeps that true without keeping the

@@ -17,8 +17,7 @@ import (
 )
 
 // localReason counts frames a router consumes itself (ARP for its addresses, pings to it).
-// books has no reason for "delivered to the stage", so they count as not routed onward.
-const localReason = books.NoRoute
+const localReason = books.Local
 
 // ipKey identifies a forwarded packet across netstack: addresses, IPv4 ID and protocol, or
 // IPv6 payload length and the first transport bytes; none of these change when a router

@@ -4,11 +4,15 @@ import (
 	"context"
 	"errors"
 	"io"
+	"time"
 
 	"github.com/stdpkt/stdpkt/books"
 	"github.com/stdpkt/stdpkt/framing"
 	"github.com/stdpkt/stdpkt/nf"
 )
+
+// drainQuiet is how long a stage whose input has ended waits for more replies.
+const drainQuiet = time.Second
 
 // Serve runs the instance as a stage of a chain: frames from stdin travel east through it
 // to out, replies from the east neighbour travel west through it to the west neighbour. It
@@ -46,9 +50,18 @@ func (in *Instance) Serve(ctx context.Context, st *nf.Stage, stdin io.Reader, ou
 		}
 		return nil
 	}, flush)
+	var werr error
+	drained := false
+	if err == nil {
+		// The input ended: let the chain drain east, and relay the replies still coming.
+		_ = out.Flush()
+		drained, werr = ret.DrainWest(ctx, westDone, st.Books.West().In.Packets, drainQuiet)
+	}
 	cancel()
-	ret.Close() // ends the westbound pump's read
-	werr := <-westDone
+	ret.Close() // ends the westbound pump's read, if it still runs
+	if !drained {
+		werr = errors.Join(werr, <-westDone)
+	}
 	return errors.Join(err, werr, in.Stop(out, ret))
 }
 

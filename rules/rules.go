@@ -8,6 +8,7 @@
 package rules
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/netip"
@@ -475,6 +476,30 @@ type Counter struct {
 	Rule           *Rule      // nil for a chain policy
 	Policy         TargetKind // for a policy
 	Packets, Bytes uint64
+}
+
+// MarshalJSON writes a counter for scripts: the chain, the rule as iptables-save would write
+// it (or the policy), where it came from, its verdict, and what it matched.
+func (c Counter) MarshalJSON() ([]byte, error) {
+	doc := struct {
+		Chain   string `json:"chain"`
+		Num     int    `json:"num,omitempty"` // the rule's place in its chain, from 1
+		Rule    string `json:"rule,omitempty"`
+		Source  string `json:"source,omitempty"`
+		Policy  string `json:"policy,omitempty"`
+		Target  string `json:"target"`
+		Packets uint64 `json:"packets"`
+		Bytes   uint64 `json:"bytes"`
+	}{Chain: c.Chain, Packets: c.Packets, Bytes: c.Bytes}
+	if c.Rule == nil {
+		doc.Policy, doc.Target = c.Policy.String(), c.Policy.String()
+	} else {
+		doc.Num, doc.Rule, doc.Source, doc.Target = c.Rule.Num, "-A "+c.Chain+" "+c.Rule.String(), c.Rule.Src.String(), c.Rule.Target.Kind.String()
+		if c.Rule.Target.Kind == Jump {
+			doc.Target = c.Rule.Target.Chain
+		}
+	}
+	return json.Marshal(doc)
 }
 
 // FormatCounters writes counters as iptables -L -v -n does, roughly: one line per rule,

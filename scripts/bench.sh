@@ -74,3 +74,7 @@ done
 rss=$( { /usr/bin/time -f '%M' stdpkt-nat -q --snat 203.0.113.1 < "$N" > /dev/null; } 2>&1 | tail -1)
 echo
 echo "Peak RSS of stdpkt-nat after 50000 new flows: $((rss / 1024)) MiB"
+
+echo
+echo "Live chain between network namespaces (root only): TCP throughput and ping, next to a kernel router:"
+STDPKT_BIN=bin scripts/bench-live.sh || echo "(bench-live.sh failed)"

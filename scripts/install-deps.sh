@@ -19,6 +19,8 @@ command -v socat    >/dev/null || need+=(socat)
 command -v nc       >/dev/null || need+=(netcat-openbsd)
 command -v traceroute >/dev/null || need+=(traceroute)
 [ -x /usr/bin/time ]               || need+=(time)
+command -v jq       >/dev/null || need+=(jq)
+command -v iperf3   >/dev/null || need+=(iperf3)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
 	echo "WARNING: missing ${need[*]} and cannot install them (need root and apt-get):" >&2

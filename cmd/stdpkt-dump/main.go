@@ -49,7 +49,7 @@ Examples:
 			&cli.BoolFlag{Name: "n", Category: out, Usage: "accepted for tcpdump's sake: names are never resolved"},
 			&cli.BoolFlag{Name: "pass", Category: pass, Usage: "forward every packet unchanged to stdout (as pcapng); lines go to stderr or -o FILE"},
 			&cli.StringFlag{Name: "format", Category: pass, Value: "pcapng", EnvVars: []string{"STDPKT_FORMAT"}, Usage: "with --pass, write `pcapng` or pcap"},
-		}, nf.Flags()...),
+		}, append(nf.ReturnFlags(), nf.Flags()...)...),
 		Action: func(c *cli.Context) error {
 			filter, err := dump.ParseFilter(strings.Join(c.Args().Slice(), " "))
 			if err != nil {
@@ -85,7 +85,16 @@ Examples:
 				fmt.Fprintf(os.Stderr, "%s: filter %s\n", opts.Name, filter)
 			}
 			st.Extra = func() map[string]any { return map[string]any{"shown": d.Shown()} }
-			status := nf.Run(opts, st, func(ctx context.Context) error { return d.Run(ctx, os.Stdin, st) })
+			status := nf.Run(opts, st, func(ctx context.Context) error {
+				var ret *nf.Return
+				if cfg.Pass != nil { // a stage in a chain: replies pass through it too
+					var err error
+					if ret, err = nf.OpenReturn(ctx, opts, nf.Ends{East: true, West: true}); err != nil {
+						return err
+					}
+				}
+				return d.Run(ctx, os.Stdin, ret, st)
+			})
 			if closer != nil {
 				if err := closer.Close(); err != nil && status == nf.ExitOK {
 					return cli.Exit("stdpkt-dump: -o: "+err.Error(), nf.ExitError)

@@ -109,30 +109,10 @@ Examples:
 				if err := src.Run(ctx, out, st); err != nil {
 					return err
 				}
-				// The replay is over. When a stage reads us, let it connect first (it checks
-				// that we still hold the pipe), then close stdout so the chain drains, and
-				// take what still comes home until that stage closes the return path.
-				connected := ret.AwaitHome(ctx)
-				ret.CloseStdout()
-				if !connected {
-					return nil
-				}
-				// Normally the next stage ends when its input does and closes the return path;
-				// a wrapper holding our pipe (timeout, a subshell) delays that end, so stop
-				// once nothing has come home for a while.
-				quiet := max(c.Duration("turnaround-wait"), 100*time.Millisecond)
-				for last := cameHome.Load(); ; {
-					select {
-					case err := <-homeDone:
-						return err
-					case <-time.After(quiet):
-						if now := cameHome.Load(); now != last {
-							last = now
-							continue
-						}
-						return nil
-					}
-				}
+				// The replay is over: the chain drains east, and what comes home is taken
+				// until the next stage closes the return path.
+				_, err = ret.DrainWest(ctx, homeDone, cameHome.Load, max(c.Duration("turnaround-wait"), 100*time.Millisecond))
+				return err
 			}))
 		},
 	})
