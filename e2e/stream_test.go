@@ -276,3 +276,30 @@ func TestDownstreamGone(t *testing.T) {
 		t.Errorf("no books on exit:\n%s", errs)
 	}
 }
+
+// The bash completion script completes flags from the commands themselves.
+func TestBashCompletion(t *testing.T) {
+	dir := tempDir(t)
+	script := "source " + filepath.Join(mustAbs(t, ".."), "scripts/stdpkt-completion.bash") +
+		"; COMP_WORDS=(stdpkt-src --rea); COMP_CWORD=1; _stdpkt_complete; echo ${COMPREPLY[@]}" +
+		"; COMP_WORDS=(stdpkt-nat --max); COMP_CWORD=1; _stdpkt_complete; echo ${COMPREPLY[@]}"
+	out, _ := mustSh(t, dir, script)
+	if out != "--read --realtime\n--max-flows\n" {
+		t.Errorf("completions: %q", out)
+	}
+	help, _ := mustSh(t, dir, "stdpkt-fw --help")
+	for _, want := range []string{"Examples:", "Exit status:", "STDPKT_STATS_JSON", "stdpkt-fw [options]"} {
+		if !strings.Contains(help, want) {
+			t.Errorf("stdpkt-fw --help lacks %q", want)
+		}
+	}
+}
+
+func mustAbs(t *testing.T, p string) string {
+	t.Helper()
+	a, err := filepath.Abs(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}

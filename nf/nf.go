@@ -345,12 +345,32 @@ func writeJSON(opts Options, s *Stage, snap books.Snapshot) error {
 	return os.WriteFile(opts.StatsJSON, append(b, '\n'), 0o644)
 }
 
+// helpFooter ends every command's description: what every stdpkt command shares.
+const helpFooter = `
+
+Environment:
+   STDPKT_PROFILE, STDPKT_STATS_INTERVAL, STDPKT_STATS_JSON, STDPKT_VERBOSE, STDPKT_QUIET,
+   STDPKT_FORMAT, STDPKT_EAST_IN, STDPKT_WEST_OUT set the flags of the same names
+   (booleans: true or false).
+
+Exit status:
+   0  the input ended, a signal (SIGINT, SIGTERM) stopped it, or downstream went away
+   1  a runtime error: a malformed stream (the message gives the byte offset), an I/O error
+   2  a usage error: bad flags, arguments or rule files; nothing was processed
+
+Signals: SIGINT and SIGTERM flush, print the books and exit; SIGUSR1 prints the books (and a
+stage's rule counters and connections) and carries on. Bash completion of the flags:
+   source scripts/stdpkt-completion.bash (from the stdpkt repository)`
+
 // Main runs a cli.App and exits with the documented statuses: flag errors are usage errors.
 func Main(app *cli.App) {
 	// urfave/cli's default version flag takes -v, which is --verbose here; the flag is a
 	// package variable of urfave/cli, so it is set once here before any app runs.
 	cli.VersionFlag = &cli.BoolFlag{Name: "version", Usage: "print the version"}
 	app.EnableBashCompletion = true
+	app.HideHelpCommand = true // no subcommands: "help" as one would only confuse
+	app.UsageText = app.Name + " [options] " + app.ArgsUsage
+	app.Description += helpFooter
 	app.ExitErrHandler = func(*cli.Context, error) {}
 	app.OnUsageError = func(c *cli.Context, err error, _ bool) error { return UsageError(err) }
 	err := app.Run(os.Args)

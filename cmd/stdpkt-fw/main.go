@@ -57,6 +57,9 @@ func run(c *cli.Context) error {
 		return err
 	}
 	for _, w := range ruleset.Warnings {
+		if c.Bool("quiet") {
+			break
+		}
 		fmt.Fprintf(os.Stderr, "stdpkt-fw: warning: %s\n", w)
 	}
 	cfg, err := osinst.ConfigFrom(c)
@@ -85,8 +88,17 @@ func loadRules(c *cli.Context) (*rules.Ruleset, error) {
 	switch {
 	case c.IsSet("file") && len(items) > 0:
 		return nil, nf.UsageError(errors.New("-f and rule flags exclude each other: put the flags' rules in the file"))
+	case c.IsSet("file") && c.IsSet("policy"):
+		return nil, nf.UsageError(errors.New("-f and --policy exclude each other: the file's chain policies decide"))
 	case c.IsSet("file"):
-		return osinst.LoadRuleFile(c, "filter")
+		rs, err := osinst.LoadRuleFile(c, "filter")
+		if err == nil {
+			// iptables-save governs IPv4 only, as in the kernel: say so rather than let a
+			// DROP policy look as if it covered IPv6 too.
+			rs.Warnings = append(rs.Warnings, fmt.Sprintf("%s is an %s rule set: %s packets pass unfiltered (give an %s file with -f and %s for them)",
+				c.String("file"), rs.Family, other(rs.Family), map[bool]string{true: "iptables-save", false: "ip6tables-save"}[rs.Family == rules.IPv6], map[bool]string{true: "no -6", false: "-6"}[rs.Family == rules.IPv6]))
+		}
+		return rs, err
 	}
 	var policy rules.TargetKind
 	switch c.String("policy") {
@@ -103,6 +115,14 @@ func loadRules(c *cli.Context) (*rules.Ruleset, error) {
 		return nil, nf.UsageError(err)
 	}
 	return rs, nil
+}
+
+// other names the IP version a rule set of family f does not govern.
+func other(f rules.Family) rules.Family {
+	if f == rules.IPv6 {
+		return rules.IPv4
+	}
+	return rules.IPv6
 }
 
 // oneLiners collects --allow, --deny and --reject in command-line order, which urfave/cli

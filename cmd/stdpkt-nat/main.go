@@ -52,7 +52,15 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if ruleset.Family == rules.IPv4 {
+		ruleset.Warnings = append(ruleset.Warnings, "the NAT rules are IPv4: IPv6 passes untranslated")
+	} else if ruleset.Family == rules.IPv6 {
+		ruleset.Warnings = append(ruleset.Warnings, "the NAT rules are IPv6: IPv4 passes untranslated")
+	}
 	for _, w := range ruleset.Warnings {
+		if c.Bool("quiet") {
+			break
+		}
 		fmt.Fprintf(os.Stderr, "stdpkt-nat: warning: %s\n", w)
 	}
 	cfg, err := osinst.ConfigFrom(c)
