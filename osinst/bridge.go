@@ -11,6 +11,7 @@ import (
 
 	"github.com/stdpkt/stdpkt/books"
 	"github.com/stdpkt/stdpkt/framing"
+	"github.com/stdpkt/stdpkt/rules"
 )
 
 // EtherTypes the instance looks into.
@@ -123,7 +124,24 @@ func (in *Instance) bridge(dir books.Dir, p *framing.Packet) {
 		in.fragment(dir, p, off, ip[:n], v6)
 		return
 	}
-	if ok, why, natted := in.check(dir, p, off, ip[:n], v6); !ok {
+	var fp fastParsed
+	if in.fastMax > 0 {
+		if fp = fastParse(p); fp.ok && !fp.control && in.fast(dir, p, &fp, in.now) {
+			return
+		}
+		in.curPath = in.curPath[:0]
+	}
+	ok, why, natted := in.check(dir, p, off, ip[:n], v6)
+	if in.fastMax > 0 && fp.ok {
+		// The stack has seen a packet of this flow: its state may have moved on (a first
+		// reply makes a NEW connection ESTABLISHED), so all that was cached for the flow
+		// goes, and this packet's direction is learnt again.
+		in.forgetFlow(fp.key)
+		if ok && !fp.control {
+			in.learn(dir, &fp, in.curEst, in.now)
+		}
+	}
+	if !ok {
 		side.Drop(why, 1, len(p.Data))
 	} else if natted != nil {
 		in.emit(dir, relink(p, off, natted), false)
@@ -216,6 +234,10 @@ func (in *Instance) check(dir books.Dir, p *framing.Packet, l3 int, ip []byte, v
 	in.curPB.Store(pkt)
 	ok = in.ipt.CheckPrerouting(pkt, nil, inNIC(dir)) &&
 		in.ipt.CheckForward(pkt, inNIC(dir), outNIC(dir))
+	if ok {
+		st := connState(pkt)
+		in.curEst = st == rules.StateNew || st == rules.StateEstablished
+	}
 	if ok && in.nat != nil {
 		ok = in.ipt.CheckPostrouting(pkt, nil, nil, outNIC(dir))
 	} else if ok {

@@ -80,6 +80,9 @@ type Config struct {
 	// Timeouts are the idle timeouts of tracked connections; zero fields take
 	// DefaultTimeouts'.
 	Timeouts Timeouts
+	// NoFastPath sends every packet through the stack (a transparent filter otherwise
+	// passes the later packets of established connections itself).
+	NoFastPath bool
 }
 
 // NIC names, as rules name them.
@@ -124,8 +127,18 @@ type Instance struct {
 	flowTab *flowTable
 	aging   atomic.Bool
 	curFull atomic.Bool
-	frags   *reassembler
-	genIf   map[*framing.Interface]*framing.Interface // raw-IP interfaces for answers to SLL frames
+
+	// The fast path (transparent filter): per direction, what the stack showed for the
+	// established flows; curPath the rule entries the frame being processed met; now the
+	// time of the batch being processed.
+	fastCache [2]map[fastKey]*fastEntry
+	fastMax   int
+	fastHits  atomic.Uint64
+	curPath   []int
+	curEst    bool
+	now       int64
+	frags     *reassembler
+	genIf     map[*framing.Interface]*framing.Interface // raw-IP interfaces for answers to SLL frames
 
 	rt    routerState
 	clock *shiftClock
@@ -231,6 +244,13 @@ func New(cfg Config, east, west Output, bk *books.Books) (*Instance, error) {
 			}
 		}
 	}
+	if cfg.Filter != nil && cfg.NAT == nil && !in.router && !cfg.NoFastPath {
+		in.fastMax = 2 * min(max(cfg.MaxFlows, 1), DefaultMaxFlows)
+		if cfg.MaxFlows <= 0 {
+			in.fastMax = 2 * DefaultMaxFlows
+		}
+		in.fastCache = [2]map[fastKey]*fastEntry{{}, {}}
+	}
 	if cfg.Filter != nil || cfg.NAT != nil {
 		in.flowTab = newFlowTable(cfg.MaxFlows, withDefaults(cfg.Timeouts))
 		in.ipt.ForceReplaceTable(stack.MangleID, in.mangleTable(false), false)
@@ -308,6 +328,7 @@ func (in *Instance) Input(dir books.Dir, pkts []framing.Packet) {
 	if in.flowTab != nil {
 		in.sweepFlows()
 	}
+	in.now = time.Now().UnixNano()
 	side := &in.bk.Dir[dir]
 	for i := range pkts {
 		p := &pkts[i]

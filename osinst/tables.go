@@ -245,6 +245,9 @@ func (rt *ruleTarget) Action(pkt *stack.PacketBuffer, hook stack.Hook, r *stack.
 	e.packets.Add(1)
 	e.bytes.Add(uint64(ipLen(pkt)))
 	in := rt.t.in
+	if in.curPB.Load() == pkt && rt.t == in.tables {
+		in.curPath = append(in.curPath, rt.entry) // what the fast path will count for it
+	}
 	switch rt.kind {
 	case rules.Accept:
 		return stack.RuleAccept, 0
