@@ -107,15 +107,7 @@ func (in *Instance) bridge(dir books.Dir, p *framing.Packet) {
 	}
 	ip := p.Data[off:]
 	v6 := etype == etherIPv6
-	var n int
-	var frag bool
-	if v6 {
-		n = validIPv6(ip)
-		frag = n > 0 && ipv6Fragment(ip[:n])
-	} else {
-		n = validIPv4(ip)
-		frag = n > 0 && binary.BigEndian.Uint16(ip[6:])&0x3fff != 0
-	}
+	n, frag := ipDatagram(ip, v6)
 	if n <= 0 {
 		side.Drop(books.Malformed, 1, len(p.Data))
 		return
@@ -188,6 +180,17 @@ func (in *Instance) fragment(dir books.Dir, p *framing.Packet, off int, ip []byt
 			in.bk.Dir[dir].Drop(reason, 1, len(f.pkt.Data))
 		}
 	}
+}
+
+// ipDatagram returns the length of the IP datagram at the start of ip (0 if its header is
+// not sound) and whether it is a fragment.
+func ipDatagram(ip []byte, v6 bool) (n int, frag bool) {
+	if v6 {
+		n = validIPv6(ip)
+		return n, n > 0 && ipv6Fragment(ip[:n])
+	}
+	n = validIPv4(ip)
+	return n, n > 0 && binary.BigEndian.Uint16(ip[6:])&0x3fff != 0
 }
 
 // validIPv4 returns the datagram's length if the header is sound, else 0.

@@ -231,15 +231,7 @@ func (in *Instance) route(dir books.Dir, p *framing.Packet) {
 // is incomplete, or when the fragment was refused (counted).
 func (in *Instance) reassembled(dir books.Dir, p *framing.Packet, off int, v6 bool) (*framing.Packet, bool) {
 	ip := p.Data[off:]
-	var n int
-	var frag bool
-	if v6 {
-		n = validIPv6(ip)
-		frag = n > 0 && ipv6Fragment(ip[:n])
-	} else {
-		n = validIPv4(ip)
-		frag = n > 0 && binary.BigEndian.Uint16(ip[6:])&0x3fff != 0
-	}
+	n, frag := ipDatagram(ip, v6)
 	if !frag {
 		return p, true
 	}
