@@ -22,3 +22,18 @@ func Fold(acc uint32) uint16 {
 	}
 	return ^uint16(acc)
 }
+
+// Adjust updates a stored checksum for 16-bit-aligned bytes that changed from old to new
+// (RFC 1624: HC' = ~(~HC + ~m + m')), without summing the rest of the data again. old and
+// new have the same even length.
+func Adjust(sum uint16, old, new []byte) uint16 {
+	acc := uint32(^sum)
+	for i := 0; i+1 < len(old); i += 2 {
+		acc += uint32(^(uint16(old[i])<<8 | uint16(old[i+1])))
+		acc += uint32(uint16(new[i])<<8 | uint16(new[i+1]))
+	}
+	for acc > 0xffff {
+		acc = acc>>16 + acc&0xffff
+	}
+	return ^uint16(acc)
+}

@@ -19,3 +19,15 @@ func TestIPv4Header(t *testing.T) {
 		t.Error("an odd byte is not padded with zero")
 	}
 }
+
+// Adjusting a checksum for changed bytes gives what summing the changed data gives.
+func TestAdjust(t *testing.T) {
+	h := []byte{0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00,
+		0xc0, 0xa8, 0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7}
+	c := Fold(Sum(h, 0))
+	old := append([]byte(nil), h[12:16]...)
+	copy(h[12:16], []byte{203, 0, 113, 1})
+	if got, want := Adjust(c, old, h[12:16]), Fold(Sum(h, 0)); got != want {
+		t.Errorf("adjusted %#04x, summed %#04x", got, want)
+	}
+}

@@ -128,9 +128,9 @@ func (in *Instance) bridge(dir books.Dir, p *framing.Packet) {
 		// The stack has seen a packet of this flow: its state may have moved on (a first
 		// reply makes a NEW connection ESTABLISHED), so all that was cached for the flow
 		// goes, and this packet's direction is learnt again.
-		in.forgetFlow(fp.key)
+		in.forgetFlow(fp.key, natKey(p, &fp, natted))
 		if ok && !fp.control {
-			in.learn(dir, &fp, in.curEst, in.now)
+			in.learn(dir, p, &fp, in.curEst, in.now, natted)
 		}
 	}
 	if !ok {

@@ -34,6 +34,8 @@ type fastEntry struct {
 	path     []int // rule entries counted, in order, ending with the accepting one
 	tcpFlags uint8 // the flags of the packets it holds for (ACK, PSH|ACK...)
 	lastSlow int64 // when a packet of it last went through the stack
+	nat      bool  // the stack translated it: to, below
+	to       fastKey
 }
 
 // fastRefresh is how often a cached flow sends a packet through the stack, so netstack's
@@ -46,6 +48,8 @@ type fastParsed struct {
 	tcpFlags uint8
 	ok       bool // parsed, lengths and checksums sound
 	control  bool // SYN, FIN or RST (or no ACK): for the stack only
+	l4       int  // offset of the transport header in the frame
+	n        int  // length of the IP datagram
 }
 
 // fastParse reads an untagged Ethernet frame holding an unfragmented IPv4 datagram without
@@ -75,6 +79,7 @@ func fastParse(p *framing.Packet) (fp fastParsed) {
 		copy(fp.key.src[:4], ip[12:16])
 		copy(fp.key.dst[:4], ip[16:20])
 		l4 = ip[20:tot]
+		fp.l4, fp.n = 14+20, tot
 		pseudo = csum.Sum(ip[12:20], 0)
 	case etherIPv6:
 		ip := b[14:]
@@ -89,6 +94,7 @@ func fastParse(p *framing.Packet) (fp fastParsed) {
 		copy(fp.key.src[:], ip[8:24])
 		copy(fp.key.dst[:], ip[24:40])
 		l4 = ip[40 : 40+plen]
+		fp.l4, fp.n = 14+40, 40+plen
 		pseudo = csum.Sum(ip[8:40], 0)
 	default:
 		return
@@ -133,24 +139,87 @@ func (in *Instance) fast(dir books.Dir, p *framing.Packet, fp *fastParsed, now i
 	if e == nil || e.tcpFlags != fp.tcpFlags || now-e.lastSlow > int64(fastRefresh) {
 		return false
 	}
-	n := uint64(len(p.Data) - 14) // iptables counts the IP datagram
+	n := uint64(fp.n) // iptables counts the IP datagram
 	for _, i := range e.path {
 		c := &in.tables.entries[i]
 		c.packets.Add(1)
 		c.bytes.Add(n)
+	}
+	if e.nat {
+		rewrite(p.Data, fp, &e.to) // in place: the frame is ours until it is written
 	}
 	in.fastHits.Add(1)
 	in.emit(dir, *p, false)
 	return true
 }
 
+// rewrite translates a frame the fast path parsed to the addresses and ports of to, with
+// the IP and transport checksums adjusted for what changed.
+func rewrite(b []byte, fp *fastParsed, to *fastKey) {
+	l4 := b[fp.l4:]
+	var cs []byte // the transport checksum field, if there is one to keep
+	switch fp.key.proto {
+	case 6:
+		cs = l4[16:18]
+	case 17:
+		if fp.key.v6 || binary.BigEndian.Uint16(l4[6:]) != 0 {
+			cs = l4[6:8]
+		}
+	}
+	adjust := func(field, value []byte) {
+		if cs != nil {
+			c := csum.Adjust(binary.BigEndian.Uint16(cs), field, value)
+			if c == 0 && fp.key.proto == 17 {
+				c = 0xffff
+			}
+			binary.BigEndian.PutUint16(cs, c)
+		}
+		copy(field, value)
+	}
+	var ports [4]byte
+	binary.BigEndian.PutUint16(ports[:], to.sport)
+	binary.BigEndian.PutUint16(ports[2:], to.dport)
+	if fp.key.v6 {
+		adjust(b[14+8:14+24], to.src[:])
+		adjust(b[14+24:14+40], to.dst[:])
+	} else {
+		ip := b[14:34]
+		hc := binary.BigEndian.Uint16(ip[10:])
+		hc = csum.Adjust(hc, ip[12:20], append(to.src[:4:4], to.dst[:4]...))
+		binary.BigEndian.PutUint16(ip[10:], hc)
+		adjust(ip[12:16], to.src[:4])
+		adjust(ip[16:20], to.dst[:4])
+	}
+	adjust(l4[0:4], ports[:])
+}
+
 // learn caches what the slow path just showed for a passed packet, when it may: the
 // connection is NEW or ESTABLISHED (a state only the stack's next packet of the other
 // direction, or a control segment, can change), the packet is for the fast path, and no
 // rule on its way logs.
-func (in *Instance) learn(dir books.Dir, fp *fastParsed, established bool, now int64) {
+//
+// With NAT, natted is the datagram the stack sent: the entry holds the translation when
+// applying it to this packet gives exactly those bytes; otherwise nothing is cached.
+func (in *Instance) learn(dir books.Dir, p *framing.Packet, fp *fastParsed, established bool, now int64, natted []byte) {
 	if !fp.ok || fp.control || !established {
 		return
+	}
+	var to fastKey
+	translated := false
+	if natted != nil {
+		q := framing.Packet{Data: append(append(make([]byte, 0, 14+len(natted)), p.Data[:14]...), natted...), Interface: p.Interface}
+		tp := fastParse(&q)
+		if !tp.ok || tp.n != fp.n {
+			return
+		}
+		to, translated = tp.key, tp.key != fp.key
+		if translated {
+			trial := append([]byte(nil), p.Data[:14+fp.n]...)
+			rewrite(trial, fp, &to)
+			if string(trial[14:]) != string(natted) {
+				return // the stack did more than the fast path can repeat
+			}
+		}
 	}
 	for _, i := range in.curPath {
 		if r := in.tables.entries[i].rule; r != nil && r.Target.Kind == rules.Log {
@@ -168,16 +237,32 @@ func (in *Instance) learn(dir books.Dir, fp *fastParsed, established bool, now i
 	}
 	e.path = append(e.path[:0], in.curPath...)
 	e.tcpFlags, e.lastSlow = fp.tcpFlags, now
+	e.nat, e.to = translated, to
 }
 
 // forgetFlow drops what is cached for both directions of a flow, whichever way through the
-// stage they travelled (a one-way replay sends replies east too).
-func (in *Instance) forgetFlow(key fastKey) {
-	r := key.reversed()
-	for _, m := range in.fastCache {
-		delete(m, key)
-		delete(m, r)
+// stage they travelled (a one-way replay sends replies east too): keys are the packet's own
+// key and, under NAT, its translated key, whose reverse is how replies arrive.
+func (in *Instance) forgetFlow(keys ...fastKey) {
+	for _, key := range keys {
+		r := key.reversed()
+		for _, m := range in.fastCache {
+			delete(m, key)
+			delete(m, r)
+		}
 	}
+}
+
+// natKey returns the fast-path key of a translated datagram, or the packet's own key.
+func natKey(p *framing.Packet, fp *fastParsed, natted []byte) fastKey {
+	if natted == nil {
+		return fp.key
+	}
+	q := framing.Packet{Data: append(append(make([]byte, 0, 14+len(natted)), p.Data[:14]...), natted...), Interface: p.Interface}
+	if tp := fastParse(&q); tp.ok {
+		return tp.key
+	}
+	return fp.key
 }
 
 // reversed is the key of the other direction of the flow.

@@ -27,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	mrand "math/rand"
 	"net"
 	"net/netip"
 	"sync"
@@ -80,6 +81,9 @@ type Config struct {
 	// Timeouts are the idle timeouts of tracked connections; zero fields take
 	// DefaultTimeouts'.
 	Timeouts Timeouts
+	// Seed seeds the stack's random choices (the port NAT picks on a collision); 0 seeds
+	// from the clock.
+	Seed int64
 	// NoFastPath sends every packet through the stack (a transparent filter otherwise
 	// passes the later packets of established connections itself).
 	NoFastPath bool
@@ -213,8 +217,13 @@ func New(cfg Config, east, west Output, bk *books.Books) (*Instance, error) {
 		return nil, fmt.Errorf("osinst: rule set is a %q table, want filter", cfg.Filter.Table)
 	}
 	in.clock = &shiftClock{Clock: tcpip.NewStdClock()}
+	seed := cfg.Seed
+	if seed == 0 {
+		seed = time.Now().UnixNano()
+	}
 	in.s = stack.New(stack.Options{
 		Clock:              in.clock,
+		RandSource:         &lockedSource{src: mrand.NewSource(seed)},
 		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol, arp.NewProtocol},
 		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4, icmp.NewProtocol6},
 	})
@@ -244,7 +253,7 @@ func New(cfg Config, east, west Output, bk *books.Books) (*Instance, error) {
 			}
 		}
 	}
-	if cfg.Filter != nil && cfg.NAT == nil && !in.router && !cfg.NoFastPath {
+	if (cfg.Filter != nil || cfg.NAT != nil) && !in.router && !cfg.NoFastPath {
 		in.fastMax = 2 * min(max(cfg.MaxFlows, 1), DefaultMaxFlows)
 		if cfg.MaxFlows <= 0 {
 			in.fastMax = 2 * DefaultMaxFlows
@@ -287,6 +296,24 @@ func New(cfg Config, east, west Output, bk *books.Books) (*Instance, error) {
 		in.frags = newReassembler(n)
 	}
 	return in, nil
+}
+
+// lockedSource is a math/rand source safe for netstack's goroutines.
+type lockedSource struct {
+	mu  sync.Mutex
+	src mrand.Source
+}
+
+func (l *lockedSource) Int63() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.src.Int63()
+}
+
+func (l *lockedSource) Seed(seed int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.src.Seed(seed)
 }
 
 // macFor returns a locally administered MAC for a NIC: 02:73:74:70:6b:ID ("stpk").

@@ -25,6 +25,7 @@ func Flags() []cli.Flag {
 		&cli.StringFlag{Name: "east", Category: cat, Usage: "the east side's address `PREFIX`, e.g. 203.0.113.1/24"},
 		&cli.StringSliceFlag{Name: "neighbor", Category: cat, Usage: "static neighbour `IP=MAC`, for a chain without a return path to resolve over"},
 		&cli.StringFlag{Name: "format", Category: "Common", Value: "pcapng", EnvVars: []string{"STDPKT_FORMAT"}, Usage: "write `pcapng` or pcap"},
+		&cli.Int64Flag{Name: "seed", Category: "Connection tracking", Usage: "seed the stack's random choices (the port NAT picks on a collision) with `N`, for repeatable runs"},
 		&cli.BoolFlag{Name: "no-fastpath", Category: "Connection tracking", Usage: "send every packet through the stack (a transparent filter otherwise passes later packets of established connections itself)"},
 		&cli.IntFlag{Name: "max-flows", Category: "Connection tracking", Value: DefaultMaxFlows, Usage: "track at most `N` connections; a new one beyond is dropped and counted (full)"},
 		&cli.StringSliceFlag{Name: "timeout", Category: "Connection tracking", Usage: "idle timeouts `NAME=DURATION`: tcp-established (5d), tcp (2m), udp (30s), icmp (30s), other (10m)"},
@@ -48,6 +49,7 @@ func ConfigFrom(c *cli.Context) (Config, error) {
 		}
 	}
 	cfg.NoFastPath = c.Bool("no-fastpath")
+	cfg.Seed = c.Int64("seed")
 	cfg.MaxFlows = c.Int("max-flows")
 	if cfg.MaxFlows < 1 {
 		return cfg, nf.UsageError(fmt.Errorf("--max-flows %d: want at least 1", cfg.MaxFlows))
