@@ -38,8 +38,8 @@ type fastEntry struct {
 	to       fastKey
 }
 
-// fastRefresh is how often a cached flow sends a packet through the stack, so netstack's
-// connection (and the flow table) see it alive.
+// fastRefresh is how often, at most, a cached flow sends a packet through the stack, so
+// netstack's connection and the flow table see it alive; shorter with short --timeouts.
 const fastRefresh = 2 * time.Second
 
 // fastParsed is a packet as the fast path reads it.
@@ -136,7 +136,7 @@ const (
 // fast passes p if its flow direction is cached, and reports whether it did.
 func (in *Instance) fast(dir books.Dir, p *framing.Packet, fp *fastParsed, now int64) bool {
 	e := in.fastCache[dir][fp.key]
-	if e == nil || e.tcpFlags != fp.tcpFlags || now-e.lastSlow > int64(fastRefresh) {
+	if e == nil || e.tcpFlags != fp.tcpFlags || now-e.lastSlow > int64(in.fastRefresh) {
 		return false
 	}
 	n := uint64(fp.n) // iptables counts the IP datagram
@@ -184,8 +184,11 @@ func rewrite(b []byte, fp *fastParsed, to *fastKey) {
 		adjust(b[14+24:14+40], to.dst[:])
 	} else {
 		ip := b[14:34]
+		var addrs [8]byte
+		copy(addrs[:4], to.src[:4])
+		copy(addrs[4:], to.dst[:4])
 		hc := binary.BigEndian.Uint16(ip[10:])
-		hc = csum.Adjust(hc, ip[12:20], append(to.src[:4:4], to.dst[:4]...))
+		hc = csum.Adjust(hc, ip[12:20], addrs[:])
 		binary.BigEndian.PutUint16(ip[10:], hc)
 		adjust(ip[12:16], to.src[:4])
 		adjust(ip[16:20], to.dst[:4])

@@ -135,3 +135,31 @@ func BenchmarkFastPath64(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(batch)), "ns/packet")
 }
+
+// The NAT fast path rewrites in place without allocating.
+func TestNATFastPathAllocs(t *testing.T) {
+	var bk books.Books
+	in, err := New(Config{NAT: natSNAT(t)}, discardOut{}, discardOut{}, &bk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	frame := udpFrame(t, macA, macB, ipA, ipB, 40000, 53, "query")
+	batch := make([]framing.Packet, 64)
+	bufs := make([][]byte, len(batch))
+	fill := func() {
+		for i := range batch {
+			bufs[i] = append(bufs[i][:0], frame...) // each run translates fresh frames
+			batch[i] = framing.Packet{Data: bufs[i], Length: len(frame), Interface: ifWest}
+		}
+	}
+	fill()
+	in.Input(books.East, batch)
+	fill()
+	if allocs := testing.AllocsPerRun(100, func() { fill(); in.Input(books.East, batch) }); allocs != 0 {
+		t.Errorf("%.1f allocations per batch of 64 translated packets", allocs)
+	}
+	if hits, _ := in.FastPathStats(); hits < 100*64 {
+		t.Errorf("only %d fast-path hits", hits)
+	}
+}

@@ -135,14 +135,15 @@ type Instance struct {
 	// The fast path (transparent filter): per direction, what the stack showed for the
 	// established flows; curPath the rule entries the frame being processed met; now the
 	// time of the batch being processed.
-	fastCache [2]map[fastKey]*fastEntry
-	fastMax   int
-	fastHits  atomic.Uint64
-	curPath   []int
-	curEst    bool
-	now       int64
-	frags     *reassembler
-	genIf     map[*framing.Interface]*framing.Interface // raw-IP interfaces for answers to SLL frames
+	fastCache   [2]map[fastKey]*fastEntry
+	fastMax     int
+	fastRefresh time.Duration
+	fastHits    atomic.Uint64
+	curPath     []int
+	curEst      bool
+	now         int64
+	frags       *reassembler
+	genIf       map[*framing.Interface]*framing.Interface // raw-IP interfaces for answers to SLL frames
 
 	rt    routerState
 	clock *shiftClock
@@ -262,6 +263,7 @@ func New(cfg Config, east, west Output, bk *books.Books) (*Instance, error) {
 	}
 	if cfg.Filter != nil || cfg.NAT != nil {
 		in.flowTab = newFlowTable(cfg.MaxFlows, withDefaults(cfg.Timeouts))
+		in.fastRefresh = min(fastRefresh, in.flowTab.sweepEvery())
 		in.ipt.ForceReplaceTable(stack.MangleID, in.mangleTable(false), false)
 		in.ipt.ForceReplaceTable(stack.MangleID, in.mangleTable(true), true)
 	}
