@@ -211,3 +211,27 @@ func TestChainAcrossHosts(t *testing.T) {
 		t.Errorf("no westbound traffic:\nsrc:\n%s\nsink:\n%s", e2, e1)
 	}
 }
+
+// Two inside hosts on two interfaces of one source, through a router NAT: each host's replies
+// leave by the interface its MAC was heard on, as a bridge would send them.
+func TestLiveTwoInterfaces(t *testing.T) {
+	l := newLab(t, "2")
+	a := l.host("a", "192.0.2.10/24", "192.0.2.1")
+	c := l.host("c", "192.0.2.11/24", "192.0.2.1")
+	b := l.host("b", "203.0.113.10/24", "")
+	dir := tempDir(t)
+	cmd, stderr := background(t, dir, "stdpkt-src "+a+" "+c+" | stdpkt-nat --west 192.0.2.1/24 --east 203.0.113.1/24 --masquerade | stdpkt-sink "+b)
+	for _, ns := range []string{"a", "c"} {
+		mustSh(t, dir, l.in(ns, "ping -c 1 -w 10 203.0.113.10"))
+		out, _, _ := sh(t, dir, l.in(ns, "ping -c 3 -i 0.2 -w 10 203.0.113.10"))
+		if !strings.Contains(out, "3 received, 0% packet loss") {
+			t.Errorf("ping from %s through a two-interface source:\n%s", ns, out)
+		}
+	}
+	errs := stopChain(t, cmd, stderr)
+	for _, line := range strings.Split(errs, "\n") {
+		if strings.Contains(line, "bound: in") && !booksBalance(line) {
+			t.Errorf("books do not balance: %s", line)
+		}
+	}
+}

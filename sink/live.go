@@ -8,7 +8,6 @@ import (
 
 	"github.com/stdpkt/stdpkt/books"
 	"github.com/stdpkt/stdpkt/framing"
-	"github.com/stdpkt/stdpkt/live"
 	"github.com/stdpkt/stdpkt/nf"
 	"github.com/stdpkt/stdpkt/source"
 )
@@ -16,7 +15,8 @@ import (
 // RunLive sends what arrives on in out of the ports (each frame out of the port it is
 // tagged with, or the first), and sends what the ports hear west over the return path. It
 // returns when in ends or ctx is cancelled.
-func (s *Sink) RunLive(ctx context.Context, in io.Reader, ports []*live.Port, ret *nf.Return, st *nf.Stage) error {
+func (s *Sink) RunLive(ctx context.Context, in io.Reader, ps *source.Ports, ret *nf.Return, st *nf.Stage) error {
+	ports := ps.List
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	errs := make([]error, len(ports))
@@ -24,7 +24,7 @@ func (s *Sink) RunLive(ctx context.Context, in io.Reader, ports []*live.Port, re
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = source.Capture(ctx, p, st, books.West, func(pkts []framing.Packet) error {
+			errs[i] = ps.Capture(ctx, p, st, books.West, func(pkts []framing.Packet) error {
 				return ret.SendWest(st.Books.West(), pkts)
 			}, ret.FlushWest)
 		}()
@@ -32,7 +32,7 @@ func (s *Sink) RunLive(ctx context.Context, in io.Reader, ports []*live.Port, re
 	r := framing.NewReader(in)
 	err := st.Pump(ctx, r, func(pkts []framing.Packet) error {
 		s.arrived(pkts)
-		source.Inject(ports, st.Books.East(), pkts)
+		ps.Inject(st.Books.East(), pkts)
 		return nil
 	}, func() error { return nil })
 	cancel()

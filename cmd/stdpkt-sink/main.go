@@ -14,6 +14,7 @@ import (
 	"github.com/stdpkt/stdpkt/live"
 	"github.com/stdpkt/stdpkt/nf"
 	"github.com/stdpkt/stdpkt/sink"
+	"github.com/stdpkt/stdpkt/source"
 )
 
 var version = "dev"
@@ -84,7 +85,7 @@ Examples:
 				}
 				defer ret.Close()
 				if ports != nil {
-					return s.RunLive(ctx, os.Stdin, ports, ret, st)
+					return s.RunLive(ctx, os.Stdin, source.NewPorts(ports), ret, st)
 				}
 				return s.Run(ctx, os.Stdin, ret, st)
 			})

@@ -143,6 +143,6 @@ func runLive(c *cli.Context, opts nf.Options) error {
 			return err
 		}
 		defer ret.Close()
-		return source.RunLive(ctx, ports, out, ret, st)
+		return source.RunLive(ctx, source.NewPorts(ports), out, ret, st)
 	}))
 }
