@@ -206,6 +206,7 @@ func Run(opts Options, s *Stage, body func(ctx context.Context) error) int {
 	}
 
 	var err error
+	var lastRate rate
 	stopping := false
 	var stopped <-chan struct{}
 loop:
@@ -234,7 +235,7 @@ loop:
 			}
 			break loop
 		case <-tick:
-			line := s.statsLine()
+			line := s.statsLine(&lastRate)
 			if live {
 				fmt.Fprintf(os.Stderr, "\r%s: %s\x1b[K", opts.Name, line)
 			} else {
@@ -318,17 +319,43 @@ var profileModes = map[string]func(*profile.Profile){
 	"block": profile.BlockProfile, "trace": profile.TraceProfile,
 }
 
-func (s *Stage) statsLine() string {
+// rate remembers the last stats line's totals, for the rates of the next.
+type rate struct {
+	at            time.Time
+	packets, bits uint64
+}
+
+func (s *Stage) statsLine(last *rate) string {
 	snap := s.Books.Snapshot()
 	e := snap.East
-	line := fmt.Sprintf("in %d out %d dropped %d", e.In.Packets+e.Generated.Packets, e.Out.Packets, e.DroppedPackets())
+	now := time.Now()
+	pk, bits := e.Out.Packets, e.Out.Bytes*8
+	line := ""
+	if secs := now.Sub(last.at).Seconds(); !last.at.IsZero() && secs > 0 {
+		line = fmt.Sprintf("%s, %.3f Gbit/s | ", PPS(float64(pk-last.packets)/secs), float64(bits-last.bits)/secs/1e9)
+	}
+	*last = rate{at: now, packets: pk, bits: bits}
+	line += fmt.Sprintf("in %d out %d dropped %d", e.In.Packets+e.Generated.Packets, e.Out.Packets, e.DroppedPackets())
 	if w := snap.West; w.In.Packets+w.Generated.Packets > 0 {
 		line += fmt.Sprintf(" | westbound in %d out %d dropped %d", w.In.Packets+w.Generated.Packets, w.Out.Packets, w.DroppedPackets())
 	}
 	if s.Progress != nil {
-		line += " | " + s.Progress()
+		if p := s.Progress(); p != "" {
+			line += " | " + p
+		}
 	}
 	return line
+}
+
+// PPS formats a packet rate with a unit that suits it.
+func PPS(r float64) string {
+	switch {
+	case r >= 1e5:
+		return fmt.Sprintf("%.3f Mpps", r/1e6)
+	case r >= 100:
+		return fmt.Sprintf("%.1f kpps", r/1e3)
+	}
+	return fmt.Sprintf("%.0f pps", r)
 }
 
 func writeJSON(opts Options, s *Stage, snap books.Snapshot) error {

@@ -101,6 +101,14 @@ func RunStage(c *cli.Context, cfg Config, report func(in *Instance, w io.Writer)
 	}
 	st.Flush = func() error { return inst.Stop(out, ret) }
 	st.Dump = inst.DumpState
+	st.Progress = func() string { // the fast path's share, for the stats line
+		hits, _ := inst.FastPathStats()
+		in := st.Books.East().In.Packets() + st.Books.West().In.Packets()
+		if inst.fastMax == 0 || in == 0 {
+			return ""
+		}
+		return fmt.Sprintf("fast path %.0f%%", 100*float64(hits)/float64(in))
+	}
 	st.Extra = func() map[string]any {
 		tracked, refused := inst.FlowCount()
 		hits, cached := inst.FastPathStats()

@@ -159,7 +159,7 @@ func (s *Sink) Report(w io.Writer, name string, st *nf.Stage) {
 	sum := s.Summary(st)
 	rate := "too few to time"
 	if sum.Mpps > 0 {
-		rate = fmt.Sprintf("%s, %.3f Gbit/s", pps(sum.Mpps*1e6), sum.Gbps)
+		rate = fmt.Sprintf("%s, %.3f Gbit/s", nf.PPS(sum.Mpps*1e6), sum.Gbps)
 	}
 	fmt.Fprintf(w, "%s: %d packets, %d bytes in %.6f s: %s\n", name, sum.Packets, sum.Bytes, sum.Seconds, rate)
 	if l := sum.Latency; l != nil {
@@ -172,16 +172,6 @@ func (s *Sink) Report(w io.Writer, name string, st *nf.Stage) {
 	}
 }
 
-// pps formats a packet rate with a unit that suits it.
-func pps(r float64) string {
-	switch {
-	case r >= 1e5:
-		return fmt.Sprintf("%.3f Mpps", r/1e6)
-	case r >= 100:
-		return fmt.Sprintf("%.1f kpps", r/1e3)
-	}
-	return fmt.Sprintf("%.1f pps", r)
-}
 
 // OpenOutput opens -w's argument: "-" is stdout, refused when it is a terminal.
 func OpenOutput(name string, stdout *os.File) (io.WriteCloser, error) {
