@@ -172,7 +172,6 @@ func (s *Sink) Report(w io.Writer, name string, st *nf.Stage) {
 	}
 }
 
-
 // OpenOutput opens -w's argument: "-" is stdout, refused when it is a terminal.
 func OpenOutput(name string, stdout *os.File) (io.WriteCloser, error) {
 	if name == "-" {
