@@ -207,6 +207,9 @@ func (in *Instance) learn(dir books.Dir, p *framing.Packet, fp *fastParsed, esta
 	if !fp.ok || fp.control || !established {
 		return
 	}
+	if !in.seenBefore(dir, &fp.key) {
+		return // a flow's first packet: a flood of one-packet flows would only fill the cache
+	}
 	var to fastKey
 	translated := false
 	if natted != nil {
@@ -241,6 +244,24 @@ func (in *Instance) learn(dir books.Dir, p *framing.Packet, fp *fastParsed, esta
 	e.path = append(e.path[:0], in.curPath...)
 	e.tcpFlags, e.lastSlow = fp.tcpFlags, now
 	e.nat, e.to = translated, to
+}
+
+// seenBefore reports whether a packet with this key (and direction) reached learn before,
+// remembering it otherwise, in a fixed table of key hashes: no allocation per flow. A
+// collision only delays learning a flow by a packet.
+func (in *Instance) seenBefore(dir books.Dir, k *fastKey) bool {
+	h := uint64(dir)*0x9e3779b97f4a7c15 ^ uint64(k.proto) ^ uint64(k.sport)<<8 ^ uint64(k.dport)<<24
+	for _, b := range [][16]byte{k.src, k.dst} {
+		for i := 0; i < 16; i += 8 {
+			h = (h ^ binary.LittleEndian.Uint64(b[i:])) * 0x100000001b3
+		}
+	}
+	slot := &in.seen[h>>(64-14)] // the high bits: a multiply mixes bits only upwards
+	if *slot == h|1 {
+		return true
+	}
+	*slot = h | 1
+	return false
 }
 
 // forgetFlow drops what is cached for both directions of a flow, whichever way through the

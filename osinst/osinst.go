@@ -139,6 +139,7 @@ type Instance struct {
 	fastMax     int
 	fastRefresh time.Duration
 	fastHits    atomic.Uint64
+	seen        [1 << 14]uint64 // hashes of flow directions met once, for seenBefore (14 bits)
 	curPath     []int
 	curEst      bool
 	now         int64
