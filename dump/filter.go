@@ -208,6 +208,19 @@ const (
 	dBoth // src and dst
 )
 
+// pick combines a test of the source and one of the destination as the qualifier says.
+func (d dirQ) pick(src, dst bool) bool {
+	switch d {
+	case dSrc:
+		return src
+	case dDst:
+		return dst
+	case dBoth:
+		return src && dst
+	}
+	return src || dst
+}
+
 func (d dirQ) String() string {
 	return [...]string{"", "src ", "dst ", "src and dst "}[d]
 }
@@ -836,15 +849,7 @@ func (n *addrNode) match(f *Frame) bool {
 		return false
 	}
 	src, dst := n.pfx.Contains(f.Src), n.pfx.Contains(f.Dst)
-	switch n.dir {
-	case dSrc:
-		return src
-	case dDst:
-		return dst
-	case dBoth:
-		return src && dst
-	}
-	return src || dst
+	return n.dir.pick(src, dst)
 }
 func (n *addrNode) str(b *strings.Builder) {
 	b.WriteByte('(')
@@ -895,15 +900,7 @@ func (n *portNode) match(f *Frame) bool {
 	}
 	src := f.SrcPort >= n.lo && f.SrcPort <= n.hi
 	dst := f.DstPort >= n.lo && f.DstPort <= n.hi
-	switch n.dir {
-	case dSrc:
-		return src
-	case dDst:
-		return dst
-	case dBoth:
-		return src && dst
-	}
-	return src || dst
+	return n.dir.pick(src, dst)
 }
 func (n *portNode) str(b *strings.Builder) {
 	b.WriteByte('(')
@@ -980,15 +977,7 @@ func (n *etherHostNode) match(f *Frame) bool {
 		return false
 	}
 	src, dst := bytes.Equal(f.SrcMAC, n.mac[:]), bytes.Equal(f.DstMAC, n.mac[:])
-	switch n.dir {
-	case dSrc:
-		return src
-	case dDst:
-		return dst
-	case dBoth:
-		return src && dst
-	}
-	return src || dst
+	return n.dir.pick(src, dst)
 }
 func (n *etherHostNode) str(b *strings.Builder) {
 	b.WriteString("(ether " + n.dir.String() + "host " + net.HardwareAddr(n.mac[:]).String() + ")")
