@@ -8,7 +8,6 @@ import (
 	"io"
 	"strconv"
 	"sync"
-	"time"
 
 	"github.com/stdpkt/stdpkt/books"
 	"github.com/stdpkt/stdpkt/framing"
@@ -89,7 +88,7 @@ func (d *Dumper) Run(ctx context.Context, in io.Reader, ret *nf.Return, st *nf.S
 	if ret != nil && err == nil {
 		// The input ended: let the chain drain east, and pass the replies still coming.
 		_ = d.flush()
-		drained, werr = ret.DrainWest(ctx, westDone, st.Books.West().In.Packets, time.Second)
+		drained, werr = ret.DrainWest(ctx, westDone, st.Books.West().In.Packets, nf.DrainQuiet)
 	}
 	cancel()
 	if ret != nil {

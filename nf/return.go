@@ -233,6 +233,12 @@ func (r *Return) AwaitHome(ctx context.Context) bool {
 	}
 }
 
+// DrainQuiet is how long a stage whose input has ended waits for more replies before it
+// gives up on its east neighbour closing the return path. The neighbour normally closes it
+// as soon as its own input ends; this bound only matters when a wrapper (timeout, a
+// subshell) holds the pipe open, and must outlast a slow neighbour on a loaded machine.
+const DrainQuiet = 5 * time.Second
+
 // DrainWest is what a stage does when its eastbound input has ended: it ends its own output
 // so the chain drains east, and keeps relaying replies west until its east neighbour closes
 // the return path (westDone), or nothing has come back for quiet (a wrapper such as timeout

@@ -4,15 +4,11 @@ import (
 	"context"
 	"errors"
 	"io"
-	"time"
 
 	"github.com/stdpkt/stdpkt/books"
 	"github.com/stdpkt/stdpkt/framing"
 	"github.com/stdpkt/stdpkt/nf"
 )
-
-// drainQuiet is how long a stage whose input has ended waits for more replies.
-const drainQuiet = time.Second
 
 // Serve runs the instance as a stage of a chain: frames from stdin travel east through it
 // to out, replies from the east neighbour travel west through it to the west neighbour. It
@@ -55,7 +51,7 @@ func (in *Instance) Serve(ctx context.Context, st *nf.Stage, stdin io.Reader, ou
 	if err == nil {
 		// The input ended: let the chain drain east, and relay the replies still coming.
 		_ = out.Flush()
-		drained, werr = ret.DrainWest(ctx, westDone, st.Books.West().In.Packets, drainQuiet)
+		drained, werr = ret.DrainWest(ctx, westDone, st.Books.West().In.Packets, nf.DrainQuiet)
 	}
 	cancel()
 	ret.Close() // ends the westbound pump's read, if it still runs

@@ -111,7 +111,7 @@ Examples:
 				}
 				// The replay is over: the chain drains east, and what comes home is taken
 				// until the next stage closes the return path.
-				_, err = ret.DrainWest(ctx, homeDone, cameHome.Load, max(c.Duration("turnaround-wait"), 100*time.Millisecond))
+				_, err = ret.DrainWest(ctx, homeDone, cameHome.Load, max(c.Duration("turnaround-wait"), nf.DrainQuiet))
 				return err
 			}))
 		},
