@@ -470,29 +470,14 @@ func (b *ruleBuilder) option(opt, val string, not bool, more func() (string, err
 			return p.errf(line, opt, "a rule has one target")
 		}
 		b.target = true
-		switch val {
-		case "ACCEPT":
-			r.Target.Kind = Accept
-		case "DROP":
-			r.Target.Kind = Drop
-		case "RETURN":
-			r.Target.Kind = Return
-		case "LOG":
-			r.Target.Kind = Log
-		case "REJECT":
-			r.Target.Kind = Reject
-			r.Target.RejectWith = RejectPortUnreachable
-		case "SNAT":
-			r.Target.Kind = SNAT
-		case "DNAT":
-			r.Target.Kind = DNAT
-		case "MASQUERADE":
-			r.Target.Kind = Masquerade
-		case "REDIRECT":
-			r.Target.Kind = Redirect
-		default:
+		if k := targetByName(val); k != 0 {
+			r.Target.Kind = k
+			if k == Reject {
+				r.Target.RejectWith = RejectPortUnreachable
+			}
+		} else {
 			// A user chain; finish checks that it is declared, and says "unknown
-			// target" for names such as MASQUERADE that are not.
+			// target" for names that are not.
 			r.Target.Kind = Jump
 			r.Target.Chain = val
 		}

@@ -142,6 +142,17 @@ type Target struct {
 	Ports      PortRange  // SNAT, DNAT, Masquerade, Redirect: the new port or range (zero: keep, or pick)
 }
 
+// targetByName returns the built-in target of an iptables name (ACCEPT, SNAT...), or 0 for
+// anything else (a user chain): the names are those String gives.
+func targetByName(name string) TargetKind {
+	for k := Accept; k <= Redirect; k++ {
+		if k != Jump && k.String() == name {
+			return k
+		}
+	}
+	return 0
+}
+
 // NAT reports whether the target rewrites addresses.
 func (k TargetKind) NAT() bool { return k >= SNAT && k <= Redirect }
 
