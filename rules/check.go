@@ -65,11 +65,22 @@ func check(rs *Ruleset) error {
 			}
 		}
 	}
-	// Walk from each built-in chain; a chain on the current path reached again is a loop.
-	hooks := map[string]hookSet{}
+	// Walk from each built-in chain; a chain on the current path reached again is a loop. A
+	// chain walked without error from a hook at a depth is not walked again there: the
+	// chains it reaches do not depend on the path to it, and chains that jump to the same
+	// chains several times over would take exponential time.
+	type walked struct {
+		chain string
+		h     hookSet
+		depth int
+	}
+	done := map[walked]bool{}
 	var walk func(c *Chain, h hookSet, path []string) error
 	walk = func(c *Chain, h hookSet, path []string) error {
-		hooks[c.Name] |= h
+		key := walked{c.Name, h, len(path)}
+		if done[key] {
+			return nil
+		}
 		path = append(path, c.Name)
 		for _, r := range c.Rules {
 			if err := checkHook(r, h, path); err != nil {
@@ -88,6 +99,7 @@ func check(rs *Ruleset) error {
 				return err
 			}
 		}
+		done[key] = true
 		return nil
 	}
 	for _, c := range rs.Chains {

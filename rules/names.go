@@ -40,7 +40,7 @@ func parseProto(s string) (p uint8, has bool, err error) {
 	if err != nil {
 		return 0, false, fmt.Errorf("unknown protocol %q", s)
 	}
-	return uint8(n), true, nil
+	return uint8(n), n != 0, nil // 0 is "all", however it is written ("00")
 }
 
 type icmpName struct {

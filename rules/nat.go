@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"strconv"
@@ -34,13 +35,14 @@ func (b *ruleBuilder) natOption(opt, val string) error {
 		}
 		if addr != "" {
 			a, err := netip.ParseAddr(addr)
-			if err != nil {
+			if err != nil || a.Zone() != "" {
 				return p.errf(line, opt, "%q: bad address", val)
 			}
+			a = a.Unmap()
 			if (b.family == IPv4 && !a.Is4()) || (b.family == IPv6 && a.Is4()) {
 				return p.errf(line, opt, "%q: address of the wrong family for an %s rule set", val, b.family)
 			}
-			r.Target.Addr = a.Unmap()
+			r.Target.Addr = a
 		}
 		if ports != "" {
 			pr, err := parseNATPorts(ports)
@@ -123,7 +125,7 @@ type NATFlags struct {
 }
 
 // FromNATFlags compiles the flags to a nat table, through the same parser and checks as
-// an iptables-save file, so both forms mean the same.
+// an iptables-save file, so both forms mean the same. An error names the flag at fault.
 func FromNATFlags(f NATFlags) (*Ruleset, error) {
 	inside := f.Inside
 	if inside == "" {
@@ -133,31 +135,41 @@ func FromNATFlags(f NATFlags) (*Ruleset, error) {
 		return nil, fmt.Errorf("--inside %q: want west or east", inside)
 	}
 	outside := map[string]string{West: East, East: West}[inside]
+	snat := f.SNAT.Unmap()
 	family := IPv4
-	if f.SNAT.Is6() {
+	if snat.Is6() {
 		family = IPv6
 	}
 	var b strings.Builder
 	b.WriteString("*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n")
+	// flagOf[i] is the flag that wrote line i+6 of the table, for errors.
+	var flagOf []string
 	for _, fw := range f.Forwards {
 		proto, rest, ok1 := strings.Cut(fw, ":")
 		port, to, ok2 := strings.Cut(rest, "=")
-		if !ok1 || !ok2 || (proto != "tcp" && proto != "udp") {
+		// Only the characters of ports and addresses: anything else (a blank, a quote, a
+		// newline) would be read as more words or lines of the table.
+		if !ok1 || !ok2 || (proto != "tcp" && proto != "udp") || strings.Trim(rest, "0123456789abcdefABCDEF.:[]=-") != "" {
 			return nil, fmt.Errorf("--forward %q: want tcp|udp:PORT=ADDRESS:PORT, e.g. tcp:8080=192.0.2.10:80", fw)
 		}
-		fmt.Fprintf(&b, "-A PREROUTING -i %s -p %s --dport %s -j DNAT --to-destination %s\n", outside, proto, port, to)
+		pr, err := ParsePortRange(port)
+		if err != nil {
+			return nil, fmt.Errorf("--forward %q: port %q: %v", fw, port, err)
+		}
+		fmt.Fprintf(&b, "-A PREROUTING -i %s -p %s --dport %s -j DNAT --to-destination %s\n", outside, proto, pr, to)
+		flagOf = append(flagOf, fmt.Sprintf("--forward %q", fw))
 	}
-	target := ""
+	target, flag := "", ""
 	switch {
-	case f.SNAT.IsValid() && f.Masquerade:
+	case snat.IsValid() && f.Masquerade:
 		return nil, fmt.Errorf("--snat and --masquerade exclude each other")
-	case f.SNAT.IsValid():
-		target = "SNAT --to-source " + f.SNAT.String()
-		if f.SNAT.Is6() && f.Ports.Lo != 0 {
-			target = "SNAT --to-source [" + f.SNAT.String() + "]"
+	case snat.IsValid():
+		target, flag = "SNAT --to-source "+snat.String(), fmt.Sprintf("--snat %s", f.SNAT)
+		if snat.Is6() && f.Ports.Lo != 0 {
+			target = "SNAT --to-source [" + snat.String() + "]"
 		}
 	case f.Masquerade:
-		target = "MASQUERADE"
+		target, flag = "MASQUERADE", "--masquerade"
 	case f.Ports.Lo != 0:
 		return nil, fmt.Errorf("--ports needs --snat or --masquerade")
 	}
@@ -165,26 +177,40 @@ func FromNATFlags(f NATFlags) (*Ruleset, error) {
 		if f.Ports.Lo != 0 {
 			// A port range only means something to TCP and UDP; other protocols (ICMP
 			// echo) are translated by the address alone.
-			portOpt := map[bool]string{true: ":", false: " --to-ports "}[f.SNAT.IsValid()]
+			portOpt := map[bool]string{true: ":", false: " --to-ports "}[snat.IsValid()]
 			for _, proto := range []string{"tcp", "udp"} {
 				fmt.Fprintf(&b, "-A POSTROUTING -o %s -p %s -j %s%s%d-%d\n", outside, proto, target, portOpt, f.Ports.Lo, f.Ports.Hi)
+				flagOf = append(flagOf, fmt.Sprintf("%s --ports %d-%d", flag, f.Ports.Lo, f.Ports.Hi))
 			}
 		}
 		fmt.Fprintf(&b, "-A POSTROUTING -o %s -j %s\n", outside, target)
+		flagOf = append(flagOf, flag)
 	}
 	b.WriteString("COMMIT\n")
-	return Parse("flags", strings.NewReader(b.String()), Options{Family: family, Table: "nat"})
+	rs, err := Parse("flags", strings.NewReader(b.String()), Options{Family: family, Table: "nat"})
+	var e *Error
+	if errors.As(err, &e) && e.Line >= 6 && e.Line-6 < len(flagOf) {
+		return nil, fmt.Errorf("%s: %s", flagOf[e.Line-6], e.Msg)
+	}
+	return rs, err
 }
 
 // ParsePortRange parses PORT or LOW-HIGH.
 func ParsePortRange(s string) (PortRange, error) { return parseNATPorts(s) }
 
-// ParseAliases adds NAME=west|east items to aliases.
+// ParseAliases adds NAME=west|east items to aliases. NAME is an interface name a rule can
+// give (-i NAME): not empty, at most 15 bytes, no blank or slash, and not west or east.
 func ParseAliases(items []string, aliases map[string]string) error {
 	for _, a := range items {
 		name, side, ok := strings.Cut(a, "=")
 		if !ok || (side != West && side != East) {
 			return fmt.Errorf("--alias %q: want NAME=west or NAME=east", a)
+		}
+		if name == "" || len(name) > 15 || strings.ContainsAny(name, "/ ") {
+			return fmt.Errorf("--alias %q: bad interface name %q", a, name)
+		}
+		if name == West || name == East {
+			return fmt.Errorf("--alias %q: %s is already the name of a side", a, name)
 		}
 		aliases[name] = side
 	}

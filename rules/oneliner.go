@@ -84,7 +84,9 @@ func (p *parser) oneLiner(it OneLiner, pos int) (*Rule, error) {
 		return nil, errf("", "empty spec; %s", OneLinerHelp)
 	}
 	var proto string
-	var head, tail []string // options before the target, options after it
+	var protoOpts []string  // -p, first: the matches after it need it
+	var head, tail []string // the other options before the target, options after it
+	var typeAt []int        // where in head the ICMP type options are, named once proto is known
 	not := false
 	for i := 0; i < len(words); i++ {
 		w := strings.ToLower(words[i])
@@ -109,17 +111,27 @@ func (p *parser) oneLiner(it OneLiner, pos int) (*Rule, error) {
 					return nil, err
 				}
 				p = v
+				// One name per protocol ("proto TCP", "proto 6" and "tcp" are one rule), for
+				// the defaults below that depend on it.
+				if n, ok := oneLinerProtos[strings.ToLower(v)]; ok {
+					v = n
+				}
+				if n, has, err := parseProto(v); err == nil {
+					p = "all"
+					if has {
+						p = protoName(n)
+					}
+				}
 			}
 			if proto != "" {
 				return nil, errf(w, "a rule has one protocol (already %s)", proto)
 			}
 			proto = p
-			pre := []string{"-p", p}
+			protoOpts = []string{"-p", p}
 			if not {
-				pre = []string{"!", "-p", p}
+				protoOpts = []string{"!", "-p", p}
 				not = false
 			}
-			head = append(pre, head...)
 			continue
 		}
 		switch w {
@@ -164,11 +176,8 @@ func (p *parser) oneLiner(it OneLiner, pos int) (*Rule, error) {
 			if err != nil {
 				return nil, err
 			}
-			opt := "--icmp-type"
-			if proto == "ipv6-icmp" {
-				opt = "--icmpv6-type"
-			}
-			neg(opt, v)
+			neg("--icmp-type", v)
+			typeAt = append(typeAt, len(head)-2)
 		case "syn":
 			neg("--syn")
 		case "with":
@@ -187,12 +196,18 @@ func (p *parser) oneLiner(it OneLiner, pos int) (*Rule, error) {
 	if not {
 		return nil, errf("not", "negates nothing at the end")
 	}
-	if it.Target == Reject && len(tail) == 0 && proto == "tcp" && !strings.Contains(strings.Join(head, " "), "! -p") {
+	if proto == "ipv6-icmp" {
+		// The words come in any order: "type" may come before "icmpv6".
+		for _, i := range typeAt {
+			head[i] = "--icmpv6-type"
+		}
+	}
+	if it.Target == Reject && len(tail) == 0 && proto == "tcp" && protoOpts[0] == "-p" {
 		// A firewall user rejecting TCP means "connection refused": a reset, as
 		// `with tcp-reset` would say (iptables' own default is an ICMP port unreachable).
 		tail = append(tail, "--reject-with", "tcp-reset")
 	}
-	toks := append(head, "-j", it.Target.String())
+	toks := append(append(protoOpts, head...), "-j", it.Target.String())
 	toks = append(toks, tail...)
 	r := &Rule{Chain: "FORWARD", Src: src, Family: AnyFamily}
 	b := ruleBuilder{p: p, r: r, line: pos, family: AnyFamily}

@@ -254,6 +254,43 @@ type ruleBuilder struct {
 	family  Family
 	modules []string // loaded with -m, or implicitly by -p
 	target  bool
+	given   []string // the matches and target options given so far (optionField)
+}
+
+// optionField names what an option sets, for options a rule may give once: a second one
+// would silently replace the first, where iptables requires both or refuses the rule.
+func optionField(opt string) string {
+	switch opt {
+	case "-s", "--source", "--src":
+		return "source address"
+	case "-d", "--destination", "--dst":
+		return "destination address"
+	case "-p", "--protocol":
+		return "protocol"
+	case "-i", "--in-interface":
+		return "input interface"
+	case "-o", "--out-interface":
+		return "output interface"
+	case "--sport", "--source-port", "--sports", "--source-ports":
+		return "source port"
+	case "--dport", "--destination-port", "--dports", "--destination-ports":
+		return "destination port"
+	case "--ports":
+		return "port"
+	case "--ctstate", "--state":
+		return "state"
+	case "--icmp-type", "--icmpv6-type":
+		return "ICMP type"
+	case "--tcp-flags", "--syn":
+		return "TCP flags"
+	case "--comment":
+		return "comment"
+	case "--reject-with", "--log-prefix", "--log-level":
+		return opt
+	case "--to-source", "--to-destination", "--to-ports", "--to":
+		return "NAT address or port"
+	}
+	return ""
 }
 
 func (b *ruleBuilder) has(module string) bool { return slices.Contains(b.modules, module) }
@@ -311,6 +348,12 @@ func (b *ruleBuilder) option(opt, val string, not bool, more func() (string, err
 		}
 		return nil
 	}
+	if f := optionField(opt); f != "" {
+		if slices.Contains(b.given, f) {
+			return p.errf(line, opt, "a second %s in one rule (give one)", f)
+		}
+		b.given = append(b.given, f)
+	}
 	switch opt {
 	case "-s", "--source", "--src", "-d", "--destination", "--dst":
 		pfx, err := parsePrefix(val, b.family)
@@ -326,6 +369,9 @@ func (b *ruleBuilder) option(opt, val string, not bool, more func() (string, err
 		proto, has, err := parseProto(val)
 		if err != nil {
 			return p.errf(line, opt, "%v", err)
+		}
+		if !has && not {
+			return p.errf(line, opt, "! %s matches no packet", val)
 		}
 		if has && b.family == IPv4 && proto == ProtoICMPv6 || has && b.family == IPv6 && proto == ProtoICMP {
 			return p.errf(line, opt, "protocol %s does not exist in an %s rule set", val, b.family)

@@ -405,11 +405,14 @@ func (r *Rule) String() string {
 		w(false, "-j", t.Chain)
 	case Reject:
 		w(false, "-j", "REJECT")
-		w(false, "--reject-with", t.RejectWith.String())
+		w(false, "--reject-with", rejectName(t.RejectWith, r.Family))
 	case Log:
 		w(false, "-j", "LOG")
 		if t.LogPrefix != "" {
 			w(false, "--log-prefix", t.LogPrefix)
+		}
+		if t.LogLevel != "" {
+			w(false, "--log-level", t.LogLevel)
 		}
 	case SNAT, DNAT:
 		w(false, "-j", t.Kind.String())
@@ -418,7 +421,7 @@ func (r *Rule) String() string {
 	case Masquerade, Redirect:
 		w(false, "-j", t.Kind.String())
 		if t.Ports.Lo != 0 {
-			w(false, "--to-ports", t.Ports.String())
+			w(false, "--to-ports", natPorts(t.Ports))
 		}
 	default:
 		w(false, "-j", t.Kind.String())
@@ -438,7 +441,32 @@ func natTo(t Target) string {
 	if t.Addr.Is6() {
 		a = "[" + a + "]"
 	}
-	return a + ":" + t.Ports.String()
+	return a + ":" + natPorts(t.Ports)
+}
+
+// natPorts writes a NAT target's PORT or LOW-HIGH: NAT options separate a range with "-",
+// not with the ":" of port matches.
+func natPorts(r PortRange) string {
+	if r.Lo == r.Hi {
+		return strconv.Itoa(int(r.Lo))
+	}
+	return fmt.Sprintf("%d-%d", r.Lo, r.Hi)
+}
+
+// rejectName is the --reject-with name of an answer in a rule of family fam: ip6tables has
+// its own names for the ICMPv6 answers.
+func rejectName(rw RejectWith, fam Family) string {
+	if fam == IPv6 {
+		switch rw {
+		case RejectPortUnreachable:
+			return "icmp6-port-unreachable"
+		case RejectHostUnreachable:
+			return "icmp6-addr-unreachable"
+		case RejectAdminProhibited:
+			return "icmp6-adm-prohibited"
+		}
+	}
+	return rw.String()
 }
 
 func writePorts(w func(bool, string, string), m *PortMatch, single, multi string) {
@@ -454,11 +482,13 @@ func writePorts(w func(bool, string, string), m *PortMatch, single, multi string
 	w(m.Not, multi, strings.Join(s, ","))
 }
 
+// quote writes a word as the rule tokenizer reads it back: bare, or in double quotes with
+// backslashes before double quotes and backslashes, as iptables-save writes it.
 func quote(s string) string {
 	if s != "" && !strings.ContainsAny(s, " \t\"\\'") {
 		return s
 	}
-	return strconv.Quote(s)
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
 }
 
 // Format writes the rule set in iptables-save form.
@@ -474,7 +504,7 @@ func (rs *Ruleset) Format() string {
 	}
 	for _, c := range rs.Chains {
 		for _, r := range c.Rules {
-			fmt.Fprintf(&b, "-A %s %s\n", c.Name, r)
+			fmt.Fprintf(&b, "-A %s %s\n", quote(c.Name), r)
 		}
 	}
 	b.WriteString("COMMIT\n")
