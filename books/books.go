@@ -60,11 +60,13 @@ const (
 	TooBig                     // larger than a capture ring slot or the outgoing MTU
 	Reassembled                // fragments merged: a translated datagram left in fewer frames
 	Local                      // for the stage itself (a router's ARP, a ping to its address): consumed, not lost
+	Duplicate                  // a fragment that repeats what its datagram already holds: the datagram goes on without it
+	SourceRoute                // an IPv4 datagram with a source route option (LSRR, SSRR), which Linux does not forward
 	numReasons
 )
 
 var reasonNames = [numReasons]string{"rule", "invalid", "malformed", "no-route", "ttl",
-	"no-return-path", "full", "link-type", "unsent", "output", "ring-overrun", "too-big", "reassembled", "local"}
+	"no-return-path", "full", "link-type", "unsent", "output", "ring-overrun", "too-big", "reassembled", "local", "duplicate", "source-route"}
 
 func (r Reason) String() string {
 	if r < numReasons {
@@ -98,6 +100,14 @@ type Side struct {
 
 // Drop counts n packets of b bytes dropped for reason r.
 func (s *Side) Drop(r Reason, n, b int) { s.Dropped[r].Add(n, b) }
+
+// Retract moves n packets of b bytes that were counted Out to dropped for reason r: they
+// were handed to an output that then failed before writing them.
+func (s *Side) Retract(r Reason, n, b int) {
+	s.Out.packets.Add(^uint64(n - 1)) // two's complement: subtracts n
+	s.Out.bytes.Add(^uint64(b - 1))
+	s.Drop(r, n, b)
+}
 
 // Books are a stage's accounts in both directions.
 type Books struct {

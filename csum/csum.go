@@ -2,17 +2,46 @@
 // that build or rewrite headers themselves: the generator and the NAT's translated frames.
 package csum
 
+import (
+	"encoding/binary"
+	"math/bits"
+)
+
 // Sum adds b as big-endian 16-bit words to acc, unfolded, so sums of several pieces (a
-// pseudo-header, then a segment) can be chained.
+// pseudo-header, then a segment) can be chained. acc stays below 2^17 plus what the caller
+// passed in.
 func Sum(b []byte, acc uint32) uint32 {
+	// Eight bytes at a time with end-around carry: 2^16 is 1 modulo 2^16-1, so the
+	// ones'-complement sum of 64-bit big-endian words folds to that of the 16-bit ones.
+	var s, c uint64
+	for len(b) >= 32 {
+		s, c = bits.Add64(s, binary.BigEndian.Uint64(b), c)
+		s, c = bits.Add64(s, binary.BigEndian.Uint64(b[8:]), c)
+		s, c = bits.Add64(s, binary.BigEndian.Uint64(b[16:]), c)
+		s, c = bits.Add64(s, binary.BigEndian.Uint64(b[24:]), c)
+		b = b[32:]
+	}
+	for len(b) >= 8 {
+		s, c = bits.Add64(s, binary.BigEndian.Uint64(b), c)
+		b = b[8:]
+	}
+	s += c // cannot carry out: s is at most 2^64-2 after a carry
+	if s < c {
+		s++
+	}
+	// Fold to 32 bits, then add the tail of 0 to 7 bytes as 16-bit words.
+	t := s>>32 + s&0xffffffff
 	for len(b) >= 2 {
-		acc += uint32(b[0])<<8 | uint32(b[1])
+		t += uint64(b[0])<<8 | uint64(b[1])
 		b = b[2:]
 	}
 	if len(b) == 1 {
-		acc += uint32(b[0]) << 8
+		t += uint64(b[0]) << 8
 	}
-	return acc
+	for t > 0xffff {
+		t = t>>16 + t&0xffff
+	}
+	return acc + uint32(t)
 }
 
 // Fold folds an accumulated sum to 16 bits and complements it: the checksum to store.

@@ -1,6 +1,9 @@
 package csum
 
-import "testing"
+import (
+	"bytes"
+	"testing"
+)
 
 // The IPv4 header of RFC 1071's worked example style: a header whose stored checksum makes
 // the whole sum fold to zero.
@@ -29,5 +32,46 @@ func TestAdjust(t *testing.T) {
 	copy(h[12:16], []byte{203, 0, 113, 1})
 	if got, want := Adjust(c, old, h[12:16]), Fold(Sum(h, 0)); got != want {
 		t.Errorf("adjusted %#04x, summed %#04x", got, want)
+	}
+}
+
+// Sum agrees with a plain 16-bit word sum on every length and alignment, and chains.
+func TestSumMatchesWordSum(t *testing.T) {
+	plain := func(b []byte, acc uint32) uint32 {
+		for len(b) >= 2 {
+			acc += uint32(b[0])<<8 | uint32(b[1])
+			b = b[2:]
+		}
+		if len(b) == 1 {
+			acc += uint32(b[0]) << 8
+		}
+		return acc
+	}
+	b := make([]byte, 9100)
+	for i := range b {
+		b[i] = byte(i*131 + i>>8*7 + 0xf0)
+	}
+	for i := 0; i < 40; i++ {
+		b[100+i*3] = 0xff // long runs of ones exercise the carries
+	}
+	for n := 0; n <= len(b); n += 1 + n/16 {
+		for _, off := range []int{0, 1} {
+			in := b[off : off+min(n, len(b)-off)]
+			if got, want := Fold(Sum(in, 7)), Fold(plain(in, 7)); got != want {
+				t.Fatalf("%d bytes at offset %d: %#04x, want %#04x", len(in), off, got, want)
+			}
+		}
+	}
+	ones := bytes.Repeat([]byte{0xff}, 1500)
+	if got, want := Fold(Sum(ones, 0)), Fold(plain(ones, 0)); got != want {
+		t.Fatalf("all ones: %#04x, want %#04x", got, want)
+	}
+}
+
+func BenchmarkSum1480(b *testing.B) {
+	buf := make([]byte, 1480)
+	b.SetBytes(int64(len(buf)))
+	for b.Loop() {
+		Sum(buf, 0)
 	}
 }

@@ -21,6 +21,10 @@ type Writer struct {
 	format Format
 	buf    []byte
 	err    error // sticky: after a failed write nothing more is written
+	// held counts the packets (and their bytes) encoded in buf; lost those a failed write
+	// threw away. Callers count a packet out when Write takes it; Lost lets them correct
+	// that for what never reached dst.
+	held, lost Tally
 
 	headerDone bool
 	ifaces     []*Interface // the interfaces written so far; index = pcapng interface id
@@ -37,21 +41,59 @@ func NewWriter(dst io.Writer, format Format) *Writer {
 }
 
 // Write encodes pkts into the buffer, writing out when it is large. Packets longer than
-// MaxRecord are an error, since no reader would accept them.
+// MaxRecord are an error, since no reader would accept them. On an error none of pkts is
+// counted by Lost: the caller counts the whole batch as not written (though a write that
+// failed part way may have delivered some of it).
 func (w *Writer) Write(pkts []Packet) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.err != nil {
 		return w.err
 	}
+	if err := w.check(pkts); err != nil {
+		return err
+	}
+	var mine Tally // this call's packets in buf
 	for i := range pkts {
-		if err := w.encode(&pkts[i]); err != nil {
-			return err
-		}
+		w.encode(&pkts[i])
+		mine.Packets++
+		mine.Bytes += len(pkts[i].Data)
 		if len(w.buf) >= flushAt {
 			if err := w.flush(); err != nil {
 				return err
 			}
+			mine = Tally{}
+		}
+	}
+	w.held.Packets += mine.Packets
+	w.held.Bytes += mine.Bytes
+	return nil
+}
+
+// check refuses a batch holding a packet no reader would accept, before any is encoded.
+func (w *Writer) check(pkts []Packet) error {
+	link, linkSet := w.pcapLink, w.headerDone
+	for i := range pkts {
+		p := &pkts[i]
+		n := len(p.Data)
+		if n == 0 {
+			return fmt.Errorf("empty packet: no reader accepts a zero-length record")
+		}
+		if n > MaxRecord-64 {
+			return fmt.Errorf("packet of %d bytes exceeds the stream's record limit %d", n, MaxRecord-64)
+		}
+		if w.format != FormatPcap {
+			continue
+		}
+		l := w.anon.LinkType
+		if p.Interface != nil {
+			l = p.Interface.LinkType
+		}
+		if !linkSet {
+			link, linkSet = l, true
+		}
+		if l != link {
+			return fmt.Errorf("classic pcap holds one link type: packet of %s after %s (use pcapng)", l, link)
 		}
 	}
 	return nil
@@ -81,6 +123,17 @@ func (w *Writer) Buffered() int {
 	return len(w.buf)
 }
 
+// Lost returns the packets (and their bytes) Write took that never reached the
+// destination: those buffered when a write failed, and those still buffered.
+func (w *Writer) Lost() Tally {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return Tally{w.lost.Packets + w.held.Packets, w.lost.Bytes + w.held.Bytes}
+}
+
+// Tally is a number of packets and their bytes.
+type Tally struct{ Packets, Bytes int }
+
 func (w *Writer) flush() error {
 	if len(w.buf) == 0 {
 		return nil
@@ -89,7 +142,10 @@ func (w *Writer) flush() error {
 	w.buf = w.buf[:0]
 	if err != nil {
 		w.err = err
+		w.lost.Packets += w.held.Packets
+		w.lost.Bytes += w.held.Bytes
 	}
+	w.held = Tally{}
 	return err
 }
 
@@ -128,34 +184,26 @@ func (w *Writer) grow(n int) []byte {
 	return w.buf[l : l+n]
 }
 
-func (w *Writer) encode(p *Packet) error {
+// encode appends p's record to the buffer; check has accepted p.
+func (w *Writer) encode(p *Packet) {
 	ifc := p.Interface
 	if ifc == nil {
 		ifc = &w.anon
 	}
 	n := len(p.Data)
-	if n == 0 {
-		return fmt.Errorf("empty packet: no reader accepts a zero-length record")
-	}
-	if n > MaxRecord-64 {
-		return fmt.Errorf("packet of %d bytes exceeds the stream's record limit %d", n, MaxRecord-64)
-	}
 	if !w.headerDone {
 		w.header(ifc.LinkType)
 	}
 	le := binary.LittleEndian
 	orig := max(p.Length, n)
 	if w.format == FormatPcap {
-		if ifc.LinkType != w.pcapLink {
-			return fmt.Errorf("classic pcap holds one link type: packet of %s after %s (use pcapng)", ifc.LinkType, w.pcapLink)
-		}
 		h := w.grow(16 + n)
 		le.PutUint32(h, uint32(p.Timestamp/1e9))
 		le.PutUint32(h[4:], uint32(p.Timestamp%1e9))
 		le.PutUint32(h[8:], uint32(n))
 		le.PutUint32(h[12:], uint32(orig))
 		copy(h[16:], p.Data)
-		return nil
+		return
 	}
 	id := w.ifaceID(ifc)
 	pad := (4 - n&3) & 3
@@ -183,7 +231,6 @@ func (w *Writer) encode(p *Packet) error {
 		o = o[12:]
 	}
 	le.PutUint32(o, uint32(size))
-	return nil
 }
 
 // ifaceID returns the pcapng interface id for ifc, writing its description on first use.

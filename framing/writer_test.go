@@ -440,3 +440,56 @@ func BenchmarkRoundTrip1500(b *testing.B) {
 		})
 	}
 }
+
+// failAfter accepts n writes, then fails every one.
+type failAfter struct{ n int }
+
+func (f *failAfter) Write(b []byte) (int, error) {
+	if f.n == 0 {
+		return 0, errors.New("pipe closed")
+	}
+	f.n--
+	return len(b), nil
+}
+
+// Lost counts what Write took and a later failed write threw away, and never a batch whose
+// own Write failed (its caller counts that one).
+func TestWriterLost(t *testing.T) {
+	pkt := func(n int) []Packet {
+		ps := make([]Packet, n)
+		for i := range ps {
+			ps[i] = Packet{Data: make([]byte, 100)}
+		}
+		return ps
+	}
+	w := NewWriter(&failAfter{n: 1}, FormatPcapng)
+	if err := w.Write(pkt(3)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Flush(); err != nil { // the one write that succeeds
+		t.Fatal(err)
+	}
+	if err := w.Write(pkt(5)); err != nil {
+		t.Fatal(err)
+	}
+	if l := w.Lost(); l != (Tally{5, 500}) {
+		t.Errorf("buffered: Lost %+v, want 5 packets of 500 bytes", l)
+	}
+	// A batch large enough to be written out within Write fails there: the 5 before it
+	// are lost, its own are its caller's to count.
+	if err := w.Write(pkt(2000)); err == nil {
+		t.Fatal("Write to a failed destination succeeded")
+	}
+	if err := w.Write(pkt(1)); err == nil {
+		t.Fatal("Write after a failure succeeded")
+	}
+	if l := w.Lost(); l != (Tally{5, 500}) {
+		t.Errorf("after the failure: Lost %+v, want 5 packets of 500 bytes", l)
+	}
+	// A bad packet refuses its whole batch before any of it is encoded.
+	w2 := NewWriter(io.Discard, FormatPcapng)
+	bad := append(pkt(2), Packet{})
+	if err := w2.Write(bad); err == nil || w2.Buffered() != 0 {
+		t.Errorf("batch with an empty packet: err %v, %d bytes buffered", err, w2.Buffered())
+	}
+}

@@ -99,11 +99,38 @@ type Stage struct {
 	// Progress says how far a replay has come, for the stats line; may be nil.
 	Progress func() string
 
+	// writers are the stage's outputs, by the direction of what they carry (Writes).
+	writersMu sync.Mutex
+	writers   [2][]interface{ Lost() framing.Tally }
+
 	// batch[dir] is held by the pump of that direction while it handles and writes a
 	// batch, so a signal stops the stage between batches and the books it prints are
 	// whole. One lock per direction: a pump blocked writing east must not stop the west
 	// pump draining the replies its neighbour is blocked on.
 	batch [2]sync.Mutex
+}
+
+// Writes registers w as an output of packets travelling in dir, counted Out when written
+// to it. At exit, what w took but never wrote out (its destination failed, or was never
+// flushed) is moved from Out to dropped (output), so the books say what really left.
+// w is a *framing.Writer or anything else that can say what it lost, like *Return.
+func (s *Stage) Writes(dir books.Dir, w interface{ Lost() framing.Tally }) {
+	s.writersMu.Lock()
+	defer s.writersMu.Unlock()
+	s.writers[dir] = append(s.writers[dir], w)
+}
+
+// settle corrects the books for what the registered outputs lost.
+func (s *Stage) settle() {
+	s.writersMu.Lock()
+	defer s.writersMu.Unlock()
+	for d, ws := range s.writers {
+		for _, w := range ws {
+			if l := w.Lost(); l.Packets > 0 {
+				s.Books.Dir[d].Retract(books.Output, l.Packets, l.Bytes)
+			}
+		}
+	}
 }
 
 // IsTerminal reports whether f is a terminal.
@@ -263,6 +290,7 @@ loop:
 		fmt.Fprintf(os.Stderr, "%s: %v\n", opts.Name, err)
 		status = ExitError
 	}
+	s.settle()
 	snap := s.Books.Snapshot()
 	if !opts.Quiet {
 		snap.Format(os.Stderr, opts.Name)
@@ -359,7 +387,7 @@ func PPS(r float64) string {
 }
 
 func writeJSON(opts Options, s *Stage, snap books.Snapshot) error {
-	doc := map[string]any{"stage": opts.Name, "books": snap}
+	doc := map[string]any{"stage": opts.Name, "books": snap, "process": processUsage()}
 	if s.Extra != nil {
 		for k, v := range s.Extra() {
 			doc[k] = v
@@ -370,6 +398,21 @@ func writeJSON(opts Options, s *Stage, snap books.Snapshot) error {
 		return err
 	}
 	return os.WriteFile(opts.StatsJSON, append(b, '\n'), 0o644)
+}
+
+// processUsage is what the stage's process has used so far: its peak resident memory and
+// its CPU time, for --stats-json (benchmarks and the resource-bound tests read them).
+func processUsage() map[string]any {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return nil
+	}
+	secs := func(tv syscall.Timeval) float64 { return float64(tv.Sec) + float64(tv.Usec)/1e6 }
+	return map[string]any{
+		"peak_rss_bytes": ru.Maxrss * 1024, // Linux gives kilobytes
+		"cpu_user_s":     secs(ru.Utime),
+		"cpu_sys_s":      secs(ru.Stime),
+	}
 }
 
 // helpFooter ends every command's description: what every stdpkt command shares.

@@ -183,6 +183,19 @@ func (r *Return) SendWest(side *books.Side, pkts []framing.Packet) error {
 	return nil
 }
 
+// Lost returns what the west writer took but never wrote out (see framing.Writer.Lost).
+func (r *Return) Lost() framing.Tally {
+	select {
+	case <-r.westReady:
+	default:
+		return framing.Tally{}
+	}
+	if r.west == nil {
+		return framing.Tally{}
+	}
+	return r.west.Lost()
+}
+
 // FlushWest writes out what waits for the west neighbour.
 func (r *Return) FlushWest() error {
 	select {

@@ -167,7 +167,8 @@ func (s *Source) runGen(ctx context.Context, out *framing.Writer, st *nf.Stage) 
 	return out.Flush()
 }
 
-// send paces, stamps and writes a batch.
+// send paces, stamps and writes a batch. What it does not write, since the output failed
+// or ctx ended while it waited, is counted dropped: the caller counted the batch in.
 func send(ctx context.Context, p *pacer, stampNow bool, pkts []framing.Packet, out *framing.Writer, st *nf.Stage) error {
 	if !p.paced() {
 		if stampNow {
@@ -178,20 +179,26 @@ func send(ctx context.Context, p *pacer, stampNow bool, pkts []framing.Packet, o
 		}
 		return write(out, pkts, st)
 	}
+	unsent := func(rest []framing.Packet, why books.Reason) {
+		st.Books.East().Drop(why, len(rest), framing.Bytes(rest))
+	}
 	from := 0
 	for i := range pkts {
 		wait := p.wait(pkts[i].Timestamp)
 		if wait > 0 {
 			// Flush before sleeping, so what is due goes out now rather than with the next batch.
 			if err := write(out, pkts[from:i], st); err != nil {
+				unsent(pkts[i:], books.Output)
 				return err
 			}
 			from = i
 			if err := out.Flush(); err != nil {
+				unsent(pkts[i:], books.Output)
 				return err
 			}
 			select {
 			case <-ctx.Done():
+				unsent(pkts[i:], books.Unsent)
 				return nil
 			case <-time.After(wait):
 			}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/stdpkt/stdpkt/books"
 	"github.com/stdpkt/stdpkt/dump"
 	"github.com/stdpkt/stdpkt/framing"
 	"github.com/stdpkt/stdpkt/nf"
@@ -81,6 +82,9 @@ Examples:
 			}
 			d := dump.New(cfg)
 			st := &nf.Stage{Flush: d.Finish}
+			if cfg.Pass != nil {
+				st.Writes(books.East, cfg.Pass)
+			}
 			if opts.Verbose && !opts.Quiet && filter.Text() != "" {
 				fmt.Fprintf(os.Stderr, "%s: filter %s\n", opts.Name, filter)
 			}
@@ -92,6 +96,7 @@ Examples:
 					if ret, err = nf.OpenReturn(ctx, opts, nf.Ends{East: true, West: true}); err != nil {
 						return err
 					}
+					st.Writes(books.West, ret)
 				}
 				return d.Run(ctx, os.Stdin, ret, st)
 			})

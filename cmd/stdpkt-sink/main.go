@@ -10,6 +10,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/stdpkt/stdpkt/books"
 	"github.com/stdpkt/stdpkt/framing"
 	"github.com/stdpkt/stdpkt/live"
 	"github.com/stdpkt/stdpkt/nf"
@@ -75,6 +76,7 @@ Examples:
 			st := &nf.Stage{}
 			if cfg.Out != nil {
 				st.Flush = cfg.Out.Flush
+				st.Writes(books.East, cfg.Out)
 			}
 			st.Report = func(w io.Writer) { s.Report(w, opts.Name, st) }
 			st.Extra = func() map[string]any { return map[string]any{"summary": s.Summary(st)} }
@@ -83,6 +85,7 @@ Examples:
 				if err != nil {
 					return err
 				}
+				st.Writes(books.West, ret)
 				defer ret.Close()
 				if ports != nil {
 					return s.RunLive(ctx, os.Stdin, source.NewPorts(ports), ret, st)

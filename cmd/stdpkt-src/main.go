@@ -11,6 +11,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/stdpkt/stdpkt/books"
 	"github.com/stdpkt/stdpkt/framing"
 	"github.com/stdpkt/stdpkt/gen"
 	"github.com/stdpkt/stdpkt/live"
@@ -91,11 +92,13 @@ Examples:
 			}
 			out := framing.NewWriter(os.Stdout, format)
 			st := &nf.Stage{Flush: out.Flush, Progress: src.Progress}
+			st.Writes(books.East, out)
 			return nf.Exit(nf.Run(opts, st, func(ctx context.Context) error {
 				ret, err := nf.OpenReturn(ctx, opts, nf.Ends{East: true})
 				if err != nil {
 					return err
 				}
+				st.Writes(books.West, ret)
 				defer ret.Close()
 				homeDone := make(chan error, 1)
 				go func() { // what comes home: to --west-out, or counted as dropped
@@ -137,11 +140,13 @@ func runLive(c *cli.Context, opts nf.Options) error {
 	}
 	out := framing.NewWriter(os.Stdout, format)
 	st := &nf.Stage{Flush: out.Flush}
+	st.Writes(books.East, out)
 	return nf.Exit(nf.Run(opts, st, func(ctx context.Context) error {
 		ret, err := nf.OpenReturn(ctx, opts, nf.Ends{East: true})
 		if err != nil {
 			return err
 		}
+		st.Writes(books.West, ret)
 		defer ret.Close()
 		return source.RunLive(ctx, source.NewPorts(ports), out, ret, st)
 	}))
