@@ -540,9 +540,9 @@ func TestFwRejectTCPDefaultsToReset(t *testing.T) {
 }
 
 // A replay this short is over before stdpkt-fw has dialled the source: the source must
-// still be there, holding its end, to take the reset home, every time. BUG: about one run
-// in five, the source decides no stage reads it (stdpkt-fw has not exec'd yet), closes
-// stdout and stdpkt-fw is refused: "refused process N: it does not hold pipe".
+// still be there, holding its end, to take the reset home, every time. (It once decided,
+// about one run in three, that no stage read it while stdpkt-fw was half way through its
+// exec, and stdpkt-fw was refused: "refused process N: it does not hold pipe".)
 func TestFwRejectShortReplay(t *testing.T) {
 	needTool(t, "tshark", "tshark")
 	dir := tempDir(t)

@@ -409,10 +409,30 @@ func processUsage() map[string]any {
 	}
 	secs := func(tv syscall.Timeval) float64 { return float64(tv.Sec) + float64(tv.Usec)/1e6 }
 	return map[string]any{
-		"peak_rss_bytes": ru.Maxrss * 1024, // Linux gives kilobytes
+		"peak_rss_bytes": peakRSS(ru.Maxrss * 1024),
 		"cpu_user_s":     secs(ru.Utime),
 		"cpu_sys_s":      secs(ru.Stime),
 	}
+}
+
+// peakRSS returns the process's resident high-water mark: VmHWM, which belongs to this
+// program's own memory map. getrusage's maxrss (the fallback) also remembers the process
+// it was forked from before the exec, so a stage started by a large parent would report
+// the parent's size.
+func peakRSS(fallback int64) int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return fallback
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			var kb int64
+			if _, err := fmt.Sscan(strings.TrimSuffix(strings.TrimSpace(v), " kB"), &kb); err == nil {
+				return kb * 1024
+			}
+		}
+	}
+	return fallback
 }
 
 // helpFooter ends every command's description: what every stdpkt command shares.

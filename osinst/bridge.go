@@ -112,6 +112,10 @@ func (in *Instance) bridge(dir books.Dir, p *framing.Packet) {
 		side.Drop(books.Malformed, 1, len(p.Data))
 		return
 	}
+	if !v6 && sourceRouted(ip) {
+		side.Drop(books.SourceRoute, 1, len(p.Data))
+		return
+	}
 	if frag {
 		in.fragment(dir, p, off, ip[:n], v6)
 		return
@@ -123,6 +127,10 @@ func (in *Instance) bridge(dir books.Dir, p *framing.Packet) {
 		}
 		in.curPath = in.curPath[:0]
 	}
+	if in.flowTab != nil && in.flowTab.refuses(ip[:n], v6) {
+		side.Drop(books.Full, 1, len(p.Data))
+		return
+	}
 	ok, why, natted := in.check(dir, p, off, ip[:n], v6)
 	if in.fastMax > 0 && fp.ok {
 		// The stack has seen a packet of this flow: its state may have moved on (a first
@@ -132,14 +140,70 @@ func (in *Instance) bridge(dir books.Dir, p *framing.Packet) {
 		if ok && !fp.control {
 			in.learn(dir, p, &fp, in.curEst, in.now, natted)
 		}
+	} else if in.fastMax > 0 {
+		in.forgetDatagram(ip[:n], v6, natted)
 	}
 	if !ok {
 		side.Drop(why, 1, len(p.Data))
+	} else if natted != nil && len(natted) == n {
+		// NAT does not resize a datagram: it goes over a copy of the frame, whose padding
+		// or trailer stays as the fast path, translating in place, leaves it.
+		q := *p
+		q.Data = append(make([]byte, 0, len(p.Data)), p.Data...)
+		copy(q.Data[off:], natted)
+		in.emit(dir, q, false)
 	} else if natted != nil {
 		in.emit(dir, relink(p, off, natted), false)
 	} else {
 		in.emit(dir, *p, false)
 	}
+}
+
+// forgetDatagram forgets what the fast path holds for the flow of a datagram the stack
+// has seen but fastParse does not read (raw IP, VLAN tags, IP options, fragments, IPv6
+// extension headers): the stack's state for the flow may have moved on all the same. natted
+// is the datagram NAT made of it, if any, whose flow replies come back on.
+func (in *Instance) forgetDatagram(ip []byte, v6 bool, natted []byte) {
+	for _, d := range [2][]byte{ip, natted} {
+		if k, ok := datagramKey(d, v6); ok {
+			in.forgetFlow(k)
+		}
+	}
+}
+
+// datagramKey returns the fast-path key of a TCP or UDP datagram's flow, whatever its IP
+// options or IPv6 extension headers (but a fragment header).
+func datagramKey(ip []byte, v6 bool) (k fastKey, ok bool) {
+	var l4 []byte
+	switch {
+	case v6 && len(ip) >= header.IPv6MinimumSize:
+		k.v6 = true
+		copy(k.src[:], ip[8:24])
+		copy(k.dst[:], ip[24:40])
+		nh, off := ip[6], header.IPv6MinimumSize
+		for (nh == 0 || nh == 43 || nh == 60) && off+8 <= len(ip) {
+			nh, off = ip[off], off+8*(int(ip[off+1])+1)
+		}
+		if off > len(ip) {
+			return k, false
+		}
+		k.proto, l4 = nh, ip[off:]
+	case !v6 && len(ip) >= header.IPv4MinimumSize:
+		hl := int(ip[0]&0x0f) * 4
+		if hl < header.IPv4MinimumSize || hl > len(ip) {
+			return k, false
+		}
+		k.proto, l4 = ip[9], ip[hl:]
+		copy(k.src[:4], ip[12:16])
+		copy(k.dst[:4], ip[16:20])
+	default:
+		return k, false
+	}
+	if (k.proto != uint8(header.TCPProtocolNumber) && k.proto != uint8(header.UDPProtocolNumber)) || len(l4) < 4 {
+		return k, false
+	}
+	k.sport, k.dport = binary.BigEndian.Uint16(l4), binary.BigEndian.Uint16(l4[2:])
+	return k, true
 }
 
 // relink returns p with its IP datagram replaced by ip, link header and metadata kept.
@@ -167,7 +231,11 @@ func (in *Instance) fragment(dir books.Dir, p *framing.Packet, off int, ip []byt
 		return // held
 	}
 	first := &dg.frames[dg.firstFrame]
+	in.curPath = in.curPath[:0]
 	ok, reason, natted := in.check(dir, &first.pkt, first.l3, dg.datagram, v6)
+	if in.fastMax > 0 {
+		in.forgetDatagram(dg.datagram, v6, natted)
+	}
 	if ok && natted != nil {
 		in.emitFragments(dir, &first.pkt, first.l3, natted, v6, len(dg.frames))
 		return
@@ -204,10 +272,91 @@ func validIPv4(b []byte) int {
 	if hl < header.IPv4MinimumSize || hl > len(b) || tot < hl || tot > len(b) {
 		return 0
 	}
-	if !header.IPv4(b[:hl]).IsChecksumValid() {
+	if !header.IPv4(b[:hl]).IsChecksumValid() || !ipv4OptionsSound(b[header.IPv4MinimumSize:hl]) {
 		return 0
 	}
 	return tot
+}
+
+// sourceRouted reports whether a sound IPv4 header carries a loose or strict source route.
+// Linux forwards no such datagram unless told to (accept_source_route): its route is the
+// sender's, past the filter's view of the destination.
+func sourceRouted(ip []byte) bool {
+	hl := int(ip[0]&0x0f) * 4
+	for i := header.IPv4MinimumSize; i < hl; {
+		switch ip[i] {
+		case 0:
+			return false
+		case 1:
+			i++
+			continue
+		case 131, 137:
+			return true
+		}
+		if i+1 >= hl || ip[i+1] < 2 {
+			return false
+		}
+		i += int(ip[i+1])
+	}
+	return false
+}
+
+// ipv4OptionsSound reports whether IPv4 options are laid out as Linux's ip_options_compile
+// takes them from the wire (a datagram whose options it refuses is dropped, answered with a
+// parameter problem by a router): every option but EOL and NOP has a length of at least 2
+// that stays within the options; record route, timestamp and source routes have room for
+// their pointer, the pointer is not before their first slot, and a slot it points to is
+// whole; none of these appears twice.
+func ipv4OptionsSound(opts []byte) bool {
+	const eol, nop, rr, ts, lsrr, ssrr, ra = 0, 1, 7, 68, 131, 137, 148
+	var seen [3]bool // record route, timestamp, source route
+	for len(opts) > 0 {
+		switch opts[0] {
+		case eol:
+			return true
+		case nop:
+			opts = opts[1:]
+			continue
+		}
+		if len(opts) < 2 || opts[1] < 2 || int(opts[1]) > len(opts) {
+			return false
+		}
+		o := opts[:opts[1]]
+		once := -1
+		switch o[0] {
+		case rr, lsrr, ssrr:
+			once = 0
+			if o[0] != rr {
+				once = 2
+			}
+			if len(o) < 3 || o[2] < 4 || (o[0] == rr && int(o[2]) <= len(o) && int(o[2])+3 > len(o)) {
+				return false
+			}
+		case ts:
+			once = 1
+			if len(o) < 4 || o[2] < 5 || (int(o[2]) <= len(o) && int(o[2])+3 > len(o)) {
+				return false
+			}
+			if int(o[2]) <= len(o) && o[3]&0x0f != 0 && int(o[2])+7 > len(o) {
+				return false // an address and a timestamp do not fit
+			}
+			if int(o[2]) > len(o) && o[3]&0x0f != 3 && o[3]>>4 == 15 {
+				return false // the overflow count would overflow
+			}
+		case ra:
+			if len(o) < 4 {
+				return false
+			}
+		}
+		if once >= 0 {
+			if seen[once] {
+				return false
+			}
+			seen[once] = true
+		}
+		opts = opts[len(o):]
+	}
+	return true
 }
 
 // validIPv6 returns the datagram's length if the header is sound, else 0.
@@ -231,6 +380,10 @@ func (in *Instance) check(dir books.Dir, p *framing.Packet, l3 int, ip []byte, v
 		return false, books.Malformed, nil
 	}
 	defer pkt.DecRef()
+	if in.nat != nil && (invalidForLinux(pkt) || badChecksum(pkt, ip)) {
+		// Linux's NAT passes what conntrack calls INVALID untranslated; a NAT never does.
+		return false, books.Invalid, nil
+	}
 	in.cur = frame{dir: dir, pkt: p, l3: l3, link: linkOf(p)}
 	in.curRuled.Store(0)
 	in.curFull.Store(false)
@@ -242,7 +395,8 @@ func (in *Instance) check(dir books.Dir, p *framing.Packet, l3 int, ip []byte, v
 		in.curEst = st == rules.StateNew || st == rules.StateEstablished
 	}
 	if ok && in.nat != nil {
-		ok = in.ipt.CheckPostrouting(pkt, nil, nil, outNIC(dir))
+		// Before POSTROUTING, which confirms the connection and forgets it.
+		ok = !in.replyBehind(pkt, dir) && in.ipt.CheckPostrouting(pkt, nil, nil, outNIC(dir))
 	} else if ok {
 		// Confirm the connection, so its replies are known. Not CheckPostrouting: its
 		// no-op SNAT may remap a source port on a tuple clash, and a transparent filter
@@ -253,7 +407,8 @@ func (in *Instance) check(dir books.Dir, p *framing.Packet, l3 int, ip []byte, v
 	in.cur = frame{}
 	if ok {
 		if in.nat != nil {
-			return true, 0, natBytes(pkt)
+			natted := natBytes(pkt)
+			return true, 0, append(natted, surplus(natted, ip, v6)...)
 		}
 		return true, 0, nil
 	}
@@ -273,6 +428,10 @@ func newParsed(ip []byte, v6 bool) (*stack.PacketBuffer, bool) {
 	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(ip)})
 	var proto uint8
 	if v6 {
+		if !ipv6ChainSound(ip) {
+			pkt.DecRef()
+			return nil, false
+		}
 		tp, _, _, _, ok := parse.IPv6(pkt)
 		if !ok {
 			pkt.DecRef()
@@ -291,6 +450,38 @@ func newParsed(ip []byte, v6 bool) (*stack.PacketBuffer, bool) {
 		return nil, false
 	}
 	return pkt, true
+}
+
+// ipv6ChainSound reports whether an IPv6 packet's extension headers, walked as netstack
+// walks them, are whole and lead to an upper-layer header, with no fragment header but
+// atomic ones. parse.IPv6 takes a truncated chain for one with no upper layer at all, and a
+// fragment behind an atomic fragment header for a whole packet: either would reach the rules
+// without its transport header (a filter on ports would not see it), while a receiver would
+// drop the one and reassemble the other.
+func ipv6ChainSound(b []byte) bool {
+	if len(b) < header.IPv6MinimumSize {
+		return false
+	}
+	next, off := b[6], header.IPv6MinimumSize
+	for {
+		switch next {
+		case 0, 43, 60: // hop-by-hop, routing, destination options
+			if off+8 > len(b) {
+				return false
+			}
+			next, off = b[off], off+8*(int(b[off+1])+1)
+			if off > len(b) {
+				return false
+			}
+		case 44: // fragment
+			if off+8 > len(b) || binary.BigEndian.Uint16(b[off+2:])&0xfff9 != 0 {
+				return false
+			}
+			next, off = b[off], off+8
+		default:
+			return true
+		}
+	}
 }
 
 // parseTransport fills the transport header; false means it is truncated or inconsistent.

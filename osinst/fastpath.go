@@ -137,6 +137,7 @@ const (
 func (in *Instance) fast(dir books.Dir, p *framing.Packet, fp *fastParsed, now int64) bool {
 	e := in.fastCache[dir][fp.key]
 	if e == nil || e.tcpFlags != fp.tcpFlags || now-e.lastSlow > int64(in.fastRefresh) {
+		in.fastMisses.Add(1)
 		return false
 	}
 	n := uint64(fp.n) // iptables counts the IP datagram
@@ -271,8 +272,12 @@ func (in *Instance) forgetFlow(keys ...fastKey) {
 	for _, key := range keys {
 		r := key.reversed()
 		for _, m := range in.fastCache {
-			delete(m, key)
-			delete(m, r)
+			for _, k := range [2]fastKey{key, r} {
+				if _, ok := m[k]; ok {
+					delete(m, k)
+					in.fastEvicted.Add(1)
+				}
+			}
 		}
 	}
 }
@@ -294,9 +299,18 @@ func (k fastKey) reversed() fastKey {
 	return fastKey{v6: k.v6, proto: k.proto, src: k.dst, dst: k.src, sport: k.dport, dport: k.sport}
 }
 
-// FastPathStats returns the packets the fast path passed.
-func (in *Instance) FastPathStats() (hits uint64, cached int) {
+// FastPath counts what the fast path did.
+type FastPath struct {
+	Hits      uint64 `json:"hits"`      // packets it passed
+	Misses    uint64 `json:"misses"`    // packets it could have taken that went through the stack
+	Evictions uint64 `json:"evictions"` // entries dropped when the stack saw their flow again
+	Cached    int    `json:"cached"`    // flow directions held now
+}
+
+// FastPathStats returns the fast path's counters.
+func (in *Instance) FastPathStats() FastPath {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	return in.fastHits.Load(), len(in.fastCache[0]) + len(in.fastCache[1])
+	return FastPath{Hits: in.fastHits.Load(), Misses: in.fastMisses.Load(), Evictions: in.fastEvicted.Load(),
+		Cached: len(in.fastCache[0]) + len(in.fastCache[1])}
 }

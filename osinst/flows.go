@@ -1,6 +1,7 @@
 package osinst
 
 import (
+	"encoding/binary"
 	"fmt"
 	"io"
 	"net/netip"
@@ -9,11 +10,11 @@ import (
 	"sync"
 	"time"
 
-	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 
 	"github.com/stdpkt/stdpkt/books"
+	"github.com/stdpkt/stdpkt/csum"
 )
 
 // DefaultMaxFlows bounds the connections an instance tracks: about a million.
@@ -71,10 +72,135 @@ func ParseTimeouts(spec string, t *Timeouts) error {
 	return nil
 }
 
-// flowKey is a connection's original tuple.
+// flowKey is a connection's tuple as netstack forms it, in 40 bytes: a million tracked
+// connections hold two each (the map key and the reply tuple).
 type flowKey struct {
-	proto    uint8
-	src, dst netip.AddrPort
+	src, dst     [16]byte // IPv4 addresses take the first 4 bytes
+	sport, dport uint16   // for ICMP echo, sport is the identifier
+	proto        uint8
+	v6           bool
+}
+
+// reversed is the tuple of the other direction.
+func (k flowKey) reversed() flowKey {
+	return flowKey{src: k.dst, dst: k.src, sport: k.dport, dport: k.sport, proto: k.proto, v6: k.v6}
+}
+
+// addr returns one of the key's addresses as a netip.Addr.
+func (k *flowKey) addr(a *[16]byte) netip.Addr {
+	if k.v6 {
+		return netip.AddrFrom16(*a)
+	}
+	return netip.AddrFrom4([4]byte(a[:4]))
+}
+
+// connKey returns the tuple of a direction of a netstack connection.
+func connKey(c *stack.ConnTrackInfo) flowKey {
+	k := flowKey{sport: c.SrcPort, dport: c.DstPort, proto: uint8(c.TransProto), v6: c.SrcAddr.Len() == 16}
+	copy(k.src[:], c.SrcAddr.AsSlice())
+	copy(k.dst[:], c.DstAddr.AsSlice())
+	return k
+}
+
+// tupleOf returns the conntrack tuple of an IP datagram as netstack would form it, and
+// whether the packet may open a connection (TCP, UDP, ICMP echo requests; not replies,
+// ICMP errors, fragments or IPv6 extension headers, which are left for the stack to judge).
+func tupleOf(ip []byte, v6 bool) (k flowKey, opens bool) {
+	var l4 []byte
+	switch {
+	case !v6 && len(ip) >= header.IPv4MinimumSize:
+		h := header.IPv4(ip)
+		hl := int(h.HeaderLength())
+		if hl < header.IPv4MinimumSize || hl > len(ip) || h.More() || h.FragmentOffset() != 0 {
+			return k, false
+		}
+		k.proto, l4 = h.Protocol(), ip[hl:]
+		copy(k.src[:], ip[12:16])
+		copy(k.dst[:], ip[16:20])
+	case v6 && len(ip) >= header.IPv6MinimumSize:
+		k.proto, l4, k.v6 = ip[6], ip[header.IPv6MinimumSize:], true
+		copy(k.src[:], ip[8:24])
+		copy(k.dst[:], ip[24:40])
+	default:
+		return k, false
+	}
+	switch k.proto {
+	case uint8(header.TCPProtocolNumber), uint8(header.UDPProtocolNumber):
+		if len(l4) < 4 {
+			return k, false
+		}
+		k.sport, k.dport = binary.BigEndian.Uint16(l4), binary.BigEndian.Uint16(l4[2:])
+	case uint8(header.ICMPv4ProtocolNumber), uint8(header.ICMPv6ProtocolNumber):
+		echo := byte(header.ICMPv4Echo)
+		if v6 {
+			echo = byte(header.ICMPv6EchoRequest)
+		}
+		if (k.proto == uint8(header.ICMPv6ProtocolNumber)) != v6 || len(l4) < 8 || l4[0] != echo {
+			return k, false
+		}
+		k.sport = binary.BigEndian.Uint16(l4[4:]) // the echo identifier
+	default:
+		return k, false
+	}
+	return k, true
+}
+
+// probe builds a packet of the key's tuple that netstack's conntrack files under the
+// connection: an ACK for TCP (a SYN could move the state machine), a datagram for UDP, an
+// echo request for ICMP, checksums valid (conntrack ignores packets with bad ones).
+func (k *flowKey) probe() []byte {
+	alen, iplen := 4, header.IPv4MinimumSize
+	if k.v6 {
+		alen, iplen = 16, header.IPv6MinimumSize
+	}
+	var l4len, sumAt int
+	switch k.proto {
+	case uint8(header.TCPProtocolNumber):
+		l4len, sumAt = header.TCPMinimumSize, 16
+	case uint8(header.UDPProtocolNumber):
+		l4len, sumAt = header.UDPMinimumSize, 6
+	default: // ICMP echo
+		l4len, sumAt = header.ICMPv4MinimumSize, 2
+	}
+	b := make([]byte, iplen+l4len)
+	ip, l4 := b[:iplen], b[iplen:]
+	if k.v6 {
+		ip[0] = 6 << 4
+		binary.BigEndian.PutUint16(ip[4:], uint16(l4len))
+		ip[6], ip[7] = k.proto, 64
+		copy(ip[8:], k.src[:])
+		copy(ip[24:], k.dst[:])
+	} else {
+		ip[0] = 0x45
+		binary.BigEndian.PutUint16(ip[2:], uint16(len(b)))
+		ip[8], ip[9] = 64, k.proto
+		copy(ip[12:], k.src[:4])
+		copy(ip[16:], k.dst[:4])
+		binary.BigEndian.PutUint16(ip[10:], csum.Fold(csum.Sum(ip, 0)))
+	}
+	switch k.proto {
+	case uint8(header.TCPProtocolNumber), uint8(header.UDPProtocolNumber):
+		binary.BigEndian.PutUint16(l4, k.sport)
+		binary.BigEndian.PutUint16(l4[2:], k.dport)
+		if k.proto == uint8(header.TCPProtocolNumber) {
+			l4[12], l4[13] = 5<<4, tcpACK
+		} else {
+			binary.BigEndian.PutUint16(l4[4:], uint16(l4len))
+		}
+	case uint8(header.ICMPv6ProtocolNumber):
+		l4[0] = byte(header.ICMPv6EchoRequest)
+		binary.BigEndian.PutUint16(l4[4:], k.sport)
+	default:
+		l4[0] = byte(header.ICMPv4Echo)
+		binary.BigEndian.PutUint16(l4[4:], k.sport)
+	}
+	// ICMPv4's checksum covers the message alone; the others add the pseudo-header.
+	var acc uint32
+	if k.proto != uint8(header.ICMPv4ProtocolNumber) {
+		acc = csum.Sum(k.src[:alen], csum.Sum(k.dst[:alen], uint32(k.proto)+uint32(l4len)))
+	}
+	binary.BigEndian.PutUint16(l4[sumAt:], csum.Fold(csum.Sum(l4, acc)))
+	return b
 }
 
 // flowEntry is one tracked connection.
@@ -82,8 +208,7 @@ type flowEntry struct {
 	reply       flowKey // the reply tuple; with NAT its destination is the outside view
 	first, last int64   // wall clock, ns
 	established bool
-	probe       []byte // the first packet's headers, to expire netstack's entry in step
-	dir         books.Dir
+	dir         books.Dir // of the first packet: the NIC a probe enters by
 }
 
 // flowTable is the instance's own connection table. netstack's conntrack has no bound, no
@@ -91,10 +216,13 @@ type flowEntry struct {
 // a connection is admitted (or refused, Full) when its first packet meets PREROUTING, and
 // when it expires here, netstack's entry is aged out with it.
 type flowTable struct {
-	mu        sync.Mutex
-	max       int
-	timeouts  Timeouts
-	m         map[flowKey]*flowEntry
+	mu       sync.Mutex
+	max      int
+	timeouts Timeouts
+	m        map[flowKey]*flowEntry
+	// replies indexes the connections whose reply tuple is not their original one
+	// reversed (NAT changed it), so refuses can tell their replies from new connections.
+	replies   map[flowKey]*flowEntry
 	lastSweep int64
 	refused   uint64
 }
@@ -111,7 +239,51 @@ func newFlowTable(max int, t Timeouts) *flowTable {
 	if max <= 0 {
 		max = DefaultMaxFlows
 	}
-	return &flowTable{max: max, timeouts: t, m: map[flowKey]*flowEntry{}}
+	return &flowTable{max: max, timeouts: t, m: map[flowKey]*flowEntry{}, replies: map[flowKey]*flowEntry{}}
+}
+
+// refuses reports whether an IP datagram would open a connection when the table is full,
+// and counts it refused. It runs before the stack sees the packet: netstack inserts a
+// conntrack entry for every new tuple it meets and keeps it, expired, until its reaper
+// passes (the first pass comes 5 s after start), so a flood the table refuses would still
+// grow the heap and lengthen netstack's bucket lists.
+func (ft *flowTable) refuses(ip []byte, v6 bool) bool {
+	ft.mu.Lock()
+	defer ft.mu.Unlock()
+	if len(ft.m) < ft.max {
+		return false
+	}
+	k, opens := tupleOf(ip, v6)
+	if !opens || ft.m[k] != nil || ft.replies[k] != nil || ft.m[k.reversed()] != nil {
+		return false
+	}
+	ft.refused++
+	return true
+}
+
+// setReply records e's reply tuple, under ft.mu.
+func (ft *flowTable) setReply(k flowKey, e *flowEntry, reply flowKey) {
+	if e.reply == reply {
+		return
+	}
+	ft.unindex(e)
+	e.reply = reply
+	if reply != k.reversed() {
+		ft.replies[reply] = e
+	}
+}
+
+// unindex removes e from the reply index, under ft.mu.
+func (ft *flowTable) unindex(e *flowEntry) {
+	if ft.replies[e.reply] == e {
+		delete(ft.replies, e.reply)
+	}
+}
+
+// remove deletes a connection, under ft.mu.
+func (ft *flowTable) remove(k flowKey, e *flowEntry) {
+	ft.unindex(e)
+	delete(ft.m, k)
 }
 
 func (ft *flowTable) timeout(e *flowEntry, proto uint8) time.Duration {
@@ -126,11 +298,6 @@ func (ft *flowTable) timeout(e *flowEntry, proto uint8) time.Duration {
 		return ft.timeouts.ICMP
 	}
 	return ft.timeouts.Other
-}
-
-func addrPort(a tcpip.Address, port uint16) netip.AddrPort {
-	ip, _ := netip.AddrFromSlice(a.AsSlice())
-	return netip.AddrPortFrom(ip.Unmap(), port)
 }
 
 // admitTarget is the one rule of the mangle table's PREROUTING chain: it keeps the flow
@@ -150,7 +317,7 @@ func (a *admitTarget) Action(pkt *stack.PacketBuffer, _ stack.Hook, _ *stack.Rou
 		return stack.RuleAccept, 0 // untracked: the filter and NAT decide
 	}
 	pkt.FillConnTrackInfo(stack.ConnTrackInfoOpts{UseReplyDir: true}, &rep)
-	key := flowKey{uint8(orig.TransProto), addrPort(orig.SrcAddr, orig.SrcPort), addrPort(orig.DstAddr, orig.DstPort)}
+	key := connKey(&orig)
 	now := time.Now().UnixNano()
 	ft := in.flowTab
 	ft.mu.Lock()
@@ -167,12 +334,12 @@ func (a *admitTarget) Action(pkt *stack.PacketBuffer, _ stack.Hook, _ *stack.Rou
 			}
 			return stack.RuleDrop, 0
 		}
-		e = &flowEntry{first: now, dir: in.cur.dir, probe: headerBytes(pkt)}
+		e = &flowEntry{first: now, dir: in.cur.dir}
 		ft.m[key] = e
 	}
 	e.last = now
 	e.established = e.established || orig.State == stack.ConnTrackStateEstablished
-	e.reply = flowKey{uint8(rep.TransProto), addrPort(rep.SrcAddr, rep.SrcPort), addrPort(rep.DstAddr, rep.DstPort)}
+	ft.setReply(key, e, connKey(&rep))
 	return stack.RuleAccept, 0
 }
 
@@ -185,10 +352,10 @@ func (ft *flowTable) noteReply(pkt *stack.PacketBuffer) {
 	if !pkt.FillConnTrackInfo(stack.ConnTrackInfoOpts{}, &orig) || !pkt.FillConnTrackInfo(stack.ConnTrackInfoOpts{UseReplyDir: true}, &rep) {
 		return
 	}
-	key := flowKey{uint8(orig.TransProto), addrPort(orig.SrcAddr, orig.SrcPort), addrPort(orig.DstAddr, orig.DstPort)}
+	key := connKey(&orig)
 	ft.mu.Lock()
 	if e := ft.m[key]; e != nil {
-		e.reply = flowKey{uint8(rep.TransProto), addrPort(rep.SrcAddr, rep.SrcPort), addrPort(rep.DstAddr, rep.DstPort)}
+		ft.setReply(key, e, connKey(&rep))
 	}
 	ft.mu.Unlock()
 }
@@ -202,17 +369,12 @@ func (ft *flowTable) forget(pkt *stack.PacketBuffer) {
 	if !pkt.FillConnTrackInfo(stack.ConnTrackInfoOpts{}, &orig) {
 		return
 	}
-	key := flowKey{uint8(orig.TransProto), addrPort(orig.SrcAddr, orig.SrcPort), addrPort(orig.DstAddr, orig.DstPort)}
+	key := connKey(&orig)
 	ft.mu.Lock()
-	delete(ft.m, key)
+	if e := ft.m[key]; e != nil {
+		ft.remove(key, e)
+	}
 	ft.mu.Unlock()
-}
-
-// headerBytes copies a packet's network and transport headers.
-func headerBytes(pkt *stack.PacketBuffer) []byte {
-	nh, th := pkt.NetworkHeader().Slice(), pkt.TransportHeader().Slice()
-	b := make([]byte, 0, len(nh)+len(th))
-	return append(append(b, nh...), th...)
 }
 
 // mangleTable holds the admission rule in PREROUTING for one network protocol.
@@ -249,16 +411,20 @@ func (in *Instance) sweepFlows() {
 		return
 	}
 	ft.lastSweep = now
-	var old []*flowEntry
+	type gone struct {
+		k   flowKey
+		dir books.Dir
+	}
+	var old []gone
 	for k, e := range ft.m {
 		if time.Duration(now-e.last) > ft.timeout(e, k.proto) {
-			delete(ft.m, k)
-			old = append(old, e)
+			ft.remove(k, e)
+			old = append(old, gone{k, e.dir})
 		}
 	}
 	ft.mu.Unlock()
-	for _, e := range old {
-		in.age(e.probe, e.dir)
+	for _, g := range old {
+		in.age(g.k.probe(), g.dir)
 	}
 }
 
@@ -318,10 +484,12 @@ func (in *Instance) Flows(max int) []Flow {
 	ft.mu.Unlock()
 	sort.Slice(all, func(i, j int) bool { return all[i].e.first < all[j].e.first })
 	for _, x := range all[:min(len(all), max)] {
-		f := Flow{Proto: protoLabel(x.k.proto), Inside: x.k.src.String(), Remote: x.k.dst.String(),
+		src := netip.AddrPortFrom(x.k.addr(&x.k.src), x.k.sport)
+		f := Flow{Proto: protoLabel(x.k.proto), Inside: src.String(), Remote: netip.AddrPortFrom(x.k.addr(&x.k.dst), x.k.dport).String(),
 			State:   map[bool]string{true: "established", false: "new"}[x.e.established],
 			AgeSecs: float64(now-x.e.first) / 1e9, IdleSec: float64(now-x.e.last) / 1e9}
-		if out := x.e.reply.dst; out.IsValid() && out != x.k.src {
+		r := &x.e.reply
+		if out := netip.AddrPortFrom(r.addr(&r.dst), r.dport); r.proto != 0 && out != src {
 			f.Outside = out.String()
 		}
 		out = append(out, f)

@@ -1,10 +1,14 @@
 package osinst
 
 import (
+	"net"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
 
 	"github.com/stdpkt/stdpkt/books"
 	"github.com/stdpkt/stdpkt/framing"
@@ -106,7 +110,7 @@ func TestFastPathAllocs(t *testing.T) {
 	if allocs := testing.AllocsPerRun(100, func() { in.Input(books.East, batch) }); allocs != 0 {
 		t.Errorf("%.1f allocations per batch of 64 cached packets", allocs)
 	}
-	if hits, _ := in.FastPathStats(); hits < 100*64 {
+	if hits := in.FastPathStats().Hits; hits < 100*64 {
 		t.Errorf("only %d fast-path hits", hits)
 	}
 }
@@ -159,7 +163,176 @@ func TestNATFastPathAllocs(t *testing.T) {
 	if allocs := testing.AllocsPerRun(100, func() { fill(); in.Input(books.East, batch) }); allocs != 0 {
 		t.Errorf("%.1f allocations per batch of 64 translated packets", allocs)
 	}
-	if hits, _ := in.FastPathStats(); hits < 100*64 {
+	if hits := in.FastPathStats().Hits; hits < 100*64 {
 		t.Errorf("only %d fast-path hits", hits)
 	}
+}
+
+// A full table refuses new connections before the stack sees them, yet still knows the
+// replies of the connections it holds, also when NAT changed their tuple.
+func TestFullTableServesReplies(t *testing.T) {
+	for _, nat := range []bool{false, true} {
+		cfg := Config{Filter: mustRules(t, "*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n"), MaxFlows: 3}
+		if nat {
+			cfg = Config{NAT: natSNAT(t), MaxFlows: 3}
+		}
+		h := newHarness(t, cfg)
+		outside := net.IP(ipA)
+		if nat {
+			outside = net.IP{203, 0, 113, 1}
+		}
+		for i := range 3 {
+			if east, _ := h.send(books.East, udpFrame(t, macA, macB, ipA, ipB, uint16(40000+i), 53, "q")); len(east) != 1 {
+				t.Fatalf("nat %v: flow %d not admitted", nat, i)
+			}
+		}
+		if east, _ := h.send(books.East, udpFrame(t, macA, macB, ipA, ipB, 41000, 53, "q")); len(east) != 0 {
+			t.Fatalf("nat %v: a fourth flow passed a table of three", nat)
+		}
+		_, west := h.send(books.West, udpFrame(t, macB, macA, ipB, outside, 53, 40001, "a"))
+		if len(west) != 1 {
+			t.Fatalf("nat %v: the reply of an admitted flow was refused", nat)
+		}
+		if got := decode(west[0].Data).NetworkLayer().NetworkFlow().Dst().String(); got != ipA.String() {
+			t.Errorf("nat %v: reply delivered to %s, want %s", nat, got, ipA)
+		}
+		// A packet from outside that opens a connection of its own is refused.
+		if _, west := h.send(books.West, udpFrame(t, macB, macA, ipB, outside, 53, 40009, "x")); len(west) != 0 {
+			t.Errorf("nat %v: an unsolicited inbound flow passed a full table", nat)
+		}
+		if tracked, refused := h.in.FlowCount(); tracked != 3 || refused != 2 {
+			t.Errorf("nat %v: tracked %d refused %d, want 3 and 2", nat, tracked, refused)
+		}
+		snap := h.close()
+		if full := snap.East.Dropped["full"].Packets + snap.West.Dropped["full"].Packets; full != 2 {
+			t.Errorf("nat %v: dropped full %d, want 2", nat, full)
+		}
+	}
+}
+
+// tupleOf reads a datagram's tuple as netstack's conntrack forms it: the key the flow
+// table recorded from netstack is the one tupleOf gives for the same bytes.
+func TestTupleOfMatchesConntrack(t *testing.T) {
+	ip6A, ip6B := net.ParseIP("2001:db8::a"), net.ParseIP("2001:db8:1::b")
+	frames := [][]byte{
+		udpFrame(t, macA, macB, ipA, ipB, 1234, 53, "q"),
+		tcpFrame(t, macA, macB, ipA, ipB, tcpSeg{sport: 2345, dport: 80, seq: 1, syn: true}),
+		icmpFrame(t, macA, macB, ipA, ipB, 8, 0, 77, 1),
+		serialize(t, ethL(macA, macB, layers.EthernetTypeIPv6),
+			&layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolUDP, SrcIP: ip6A, DstIP: ip6B},
+			udpOver6(ip6A, ip6B), gopacket.Payload("q")),
+		serialize(t, ethL(macA, macB, layers.EthernetTypeIPv6),
+			&layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolICMPv6, SrcIP: ip6A, DstIP: ip6B},
+			icmp6Over6(ip6A, ip6B), &layers.ICMPv6Echo{Identifier: 99, SeqNumber: 1}),
+	}
+	for i, f := range frames {
+		h := newHarness(t, Config{Filter: mustRules(t, "*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n"), NoFastPath: true})
+		h.send(books.East, f)
+		k, opens := tupleOf(f[14:], f[12] == 0x86)
+		ft := h.in.flowTab
+		ft.mu.Lock()
+		_, tracked := ft.m[k]
+		n := len(ft.m)
+		ft.mu.Unlock()
+		if !opens || !tracked || n != 1 {
+			t.Errorf("frame %d: tupleOf gives %v (opens %v), tracked %v among %d", i, k, opens, tracked, n)
+		}
+		h.close()
+	}
+}
+
+func udpOver6(src, dst net.IP) *layers.UDP {
+	u := &layers.UDP{SrcPort: 5353, DstPort: 53}
+	_ = u.SetNetworkLayerForChecksum(&layers.IPv6{SrcIP: src, DstIP: dst, NextHeader: layers.IPProtocolUDP})
+	return u
+}
+
+func icmp6Over6(src, dst net.IP) *layers.ICMPv6 {
+	c := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(layers.ICMPv6TypeEchoRequest, 0)}
+	_ = c.SetNetworkLayerForChecksum(&layers.IPv6{SrcIP: src, DstIP: dst, NextHeader: layers.IPProtocolICMPv6})
+	return c
+}
+
+// A probe carries its key's tuple with valid checksums, so conntrack files it under the
+// connection: tupleOf reads the key back from it, and newParsed accepts it.
+func TestProbeCarriesTuple(t *testing.T) {
+	v4 := func(b ...byte) (a [16]byte) { copy(a[:], b); return a }
+	v6a, v6b := [16]byte(net.ParseIP("2001:db8::a").To16()), [16]byte(net.ParseIP("2001:db8:1::b").To16())
+	for _, k := range []flowKey{
+		{src: v4(192, 0, 2, 10), dst: v4(198, 51, 100, 20), sport: 1234, dport: 80, proto: 6},
+		{src: v4(192, 0, 2, 10), dst: v4(198, 51, 100, 20), sport: 1234, dport: 53, proto: 17},
+		{src: v4(192, 0, 2, 10), dst: v4(198, 51, 100, 20), sport: 77, proto: 1},
+		{src: v6a, dst: v6b, sport: 1234, dport: 80, proto: 6, v6: true},
+		{src: v6a, dst: v6b, sport: 1234, dport: 53, proto: 17, v6: true},
+		{src: v6a, dst: v6b, sport: 77, proto: 58, v6: true},
+	} {
+		b := k.probe()
+		got, opens := tupleOf(b, k.v6)
+		if !opens || got != k {
+			t.Errorf("probe of %+v reads as %+v (opens %v)", k, got, opens)
+		}
+		pkt, ok := newParsed(b, k.v6)
+		if !ok {
+			t.Errorf("probe of %+v does not parse", k)
+			continue
+		}
+		pkt.DecRef()
+		if k.v6 {
+			continue
+		}
+		checkSums(t, b)
+	}
+}
+
+// When a connection times out here, netstack's connection goes too: the remote side's next
+// packet is NEW, not a reply, and a filter admitting only replies from the east drops it.
+func TestTimeoutExpiresNetstackConnection(t *testing.T) {
+	fw := mustRules(t, `*filter
+:FORWARD DROP [0:0]
+-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A FORWARD -i west -j ACCEPT
+COMMIT
+`)
+	for _, proto := range []string{"udp", "icmp"} {
+		h := newHarness(t, Config{Filter: fw, NoFastPath: true, Timeouts: Timeouts{UDP: 20 * time.Millisecond, ICMP: 20 * time.Millisecond}})
+		out, back := udpFrame(t, macA, macB, ipA, ipB, 5000, 53, "q"), udpFrame(t, macB, macA, ipB, ipA, 53, 5000, "a")
+		if proto == "icmp" {
+			out, back = icmpFrame(t, macA, macB, ipA, ipB, 8, 0, 99, 1), icmpFrame(t, macB, macA, ipB, ipA, 0, 0, 99, 1)
+		}
+		if east, _ := h.send(books.East, out); len(east) != 1 {
+			t.Fatalf("%s: the request did not pass", proto)
+		}
+		if _, west := h.send(books.West, back); len(west) != 1 {
+			t.Fatalf("%s: the reply did not pass", proto)
+		}
+		time.Sleep(60 * time.Millisecond)                                        // past the timeout, however the sweep falls
+		h.send(books.East, udpFrame(t, macA, macB, ipA, ipB, 6000, 53, "sweep")) // the sweep runs on input
+		if _, west := h.send(books.West, back); len(west) != 0 {
+			t.Errorf("%s: a reply after the connection timed out passed as ESTABLISHED", proto)
+		}
+		h.close()
+	}
+}
+
+// The fast path counts what it took, what it missed and what it evicted.
+func TestFastPathCounters(t *testing.T) {
+	h := newHarness(t, Config{Filter: mustRules(t, "*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n")})
+	for range 5 {
+		h.send(books.East, udpFrame(t, macA, macB, ipA, ipB, 7000, 53, "q"))
+	}
+	f := h.in.FastPathStats()
+	// The first packet opens the flow, the second teaches the cache, the rest pass fast.
+	if f.Hits != 3 || f.Misses != 2 || f.Cached != 1 || f.Evictions != 0 {
+		t.Errorf("after 5 packets of one flow: %+v, want 3 hits, 2 misses, 1 cached", f)
+	}
+	h.send(books.West, udpFrame(t, macB, macA, ipB, ipA, 53, 7000, "a")) // the stack sees the flow again
+	if f = h.in.FastPathStats(); f.Evictions != 1 || f.Cached != 0 {
+		t.Errorf("after a reply: %+v, want the entry evicted", f)
+	}
+	var dump strings.Builder
+	h.in.DumpState(&dump)
+	if !strings.Contains(dump.String(), "fast path: 3 hits, 3 misses, 1 evictions, 0 flow directions cached") {
+		t.Errorf("state dump:\n%s", dump.String())
+	}
+	h.close()
 }

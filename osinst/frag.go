@@ -127,7 +127,13 @@ func (r *reassembler) add(dir books.Dir, p *framing.Packet, l3 int, ip []byte, v
 		hdr, payload = ip[:hl], ip[hl:]
 	}
 	end = off + len(payload)
-	if end > maxDatagram || (more && len(payload)%8 != 0) || len(payload) == 0 {
+	// The whole datagram may not be longer than an IP datagram can be: IPv4 counts its
+	// header in the 65535 bytes, IPv6 only what follows the fixed header.
+	limit := maxDatagram - header.IPv6MinimumSize
+	if v6 {
+		limit = maxDatagram
+	}
+	if len(hdr)+end > limit || (more && len(payload)%8 != 0) || len(payload) == 0 {
 		return nil, books.Malformed + 1
 	}
 	r.expire(p.Timestamp)
@@ -139,15 +145,9 @@ func (r *reassembler) add(dir books.Dir, p *framing.Packet, l3 int, ip []byte, v
 		dg = &datagram{key: key, first: p.Timestamp, total: -1, firstFrame: -1}
 		r.dgs = append(r.dgs, dg)
 	}
-	for _, pc := range dg.pieces {
-		if off < pc.end && pc.off < end {
-			// Overlapping fragments are an attack on reassembly (RFC 5722): drop them all.
-			r.drop(dg, books.Malformed)
-			return nil, books.Malformed + 1
-		}
-	}
 	if !more {
-		if dg.total >= 0 && dg.total != end {
+		// The last fragment: the datagram ends here, so nothing held may lie beyond.
+		if (dg.total >= 0 && dg.total != end) || slices.ContainsFunc(dg.pieces, func(pc piece) bool { return pc.end > end }) {
 			r.drop(dg, books.Malformed)
 			return nil, books.Malformed + 1
 		}
@@ -156,6 +156,21 @@ func (r *reassembler) add(dir books.Dir, p *framing.Packet, l3 int, ip []byte, v
 	if dg.total >= 0 && end > dg.total {
 		r.drop(dg, books.Malformed)
 		return nil, books.Malformed + 1
+	}
+	for _, pc := range dg.pieces {
+		if pc.off <= off && end <= pc.end {
+			// It repeats (part of) a fragment held, as a duplicated frame does: Linux drops
+			// it alone (IPFRAG_DUP) and the datagram goes on with what came first, which is
+			// all that is passed on, so no receiver can put it together otherwise.
+			return nil, books.Duplicate + 1
+		}
+	}
+	for _, pc := range dg.pieces {
+		if off < pc.end && pc.off < end {
+			// Overlapping fragments are an attack on reassembly (RFC 5722): drop them all.
+			r.drop(dg, books.Malformed)
+			return nil, books.Malformed + 1
+		}
 	}
 	data := slices.Clone(p.Data)
 	held := heldFrame{pkt: *p, l3: l3}

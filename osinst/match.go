@@ -1,6 +1,9 @@
 package osinst
 
 import (
+	"encoding/binary"
+
+	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 
@@ -111,7 +114,7 @@ func (m *stateMatcher) Match(_ stack.Hook, pkt *stack.PacketBuffer, _, _ string)
 // checksum, unsolicited echo reply or ICMP error, protocols other than TCP, UDP and ICMP echo)
 // is INVALID.
 func connState(pkt *stack.PacketBuffer) rules.State {
-	if !pkt.IsConnTrackConfigured() {
+	if !pkt.IsConnTrackConfigured() || invalidForLinux(pkt) {
 		return rules.StateInvalid
 	}
 	if isICMPError(pkt) {
@@ -132,6 +135,50 @@ func connState(pkt *stack.PacketBuffer) rules.State {
 		return rules.StateNew
 	}
 	return rules.StateEstablished
+}
+
+// tcpFlagsValid reports whether Linux conntrack takes a TCP flag byte (tcp_valid_flags, which
+// leaves PSH, ECE and CWR out): SYN+FIN, no flags, FIN+PSH+URG (XMAS) and the like, which no
+// TCP sends, are INVALID.
+func tcpFlagsValid(flags uint8) bool {
+	const fin, syn, rst, ack, urg = 0x01, 0x02, 0x04, 0x10, 0x20
+	switch flags &^ (0x08 | 0x40 | 0x80) {
+	case syn, syn | urg, syn | ack, rst, rst | ack, fin | ack, fin | ack | urg, ack, ack | urg:
+		return true
+	}
+	return false
+}
+
+// invalidForLinux reports whether Linux conntrack calls a packet INVALID that netstack's
+// conntrack tracks: a TCP segment with impossible flags, an ICMP or ICMPv6 message with a bad
+// checksum (netstack checks only TCP's and UDP's), or an ICMP error quoting a header that
+// cannot hold the ports (a header length under 20, a fragment other than the first).
+func invalidForLinux(pkt *stack.PacketBuffer) bool {
+	th := pkt.TransportHeader().Slice()
+	switch pkt.TransportProtocolNumber {
+	case header.TCPProtocolNumber:
+		return len(th) >= header.TCPMinimumSize && !tcpFlagsValid(th[13])
+	case header.ICMPv4ProtocolNumber:
+		if pkt.NetworkProtocolNumber != header.IPv4ProtocolNumber || len(th) < header.ICMPv4MinimumSize {
+			return false
+		}
+		if checksum.Checksum(th, pkt.Data().Checksum()) != 0xffff {
+			return true
+		}
+		if isICMPError(pkt) {
+			if q, ok := pkt.Data().PullUp(header.IPv4MinimumSize); ok {
+				return q[0]&0x0f < 5 || binary.BigEndian.Uint16(q[6:])&0x1fff != 0
+			}
+		}
+	case header.ICMPv6ProtocolNumber:
+		if pkt.NetworkProtocolNumber != header.IPv6ProtocolNumber || len(th) < header.ICMPv6MinimumSize {
+			return false
+		}
+		n := pkt.Network()
+		return header.ICMPv6(th).Checksum() != header.ICMPv6Checksum(header.ICMPv6ChecksumParams{Header: th,
+			Src: n.SourceAddress(), Dst: n.DestinationAddress(), PayloadCsum: pkt.Data().Checksum(), PayloadLen: pkt.Data().Size()})
+	}
+	return false
 }
 
 // isICMPError reports whether the packet is an ICMP or ICMPv6 error message.

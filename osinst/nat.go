@@ -21,8 +21,8 @@ func (rt *ruleTarget) translate(pkt *stack.PacketBuffer, hook stack.Hook, r *sta
 	if len(pkt.NetworkHeader().Slice()) == 0 || len(pkt.TransportHeader().Slice()) == 0 ||
 		!pkt.FillConnTrackInfo(stack.ConnTrackInfoOpts{}, &info) {
 		// Untracked: netstack would dereference a missing connection. Not translatable,
-		// so never forwarded untranslated.
-		rt.t.in.droppedBy(pkt, rt.entry)
+		// so never forwarded untranslated (Linux's NAT skips such INVALID packets and
+		// forwards them as they are). Booked invalid, not against the rule.
 		return stack.RuleDrop, 0
 	}
 	t := rt.rule.Target
@@ -83,9 +83,51 @@ func sourceRange(pkt *stack.PacketBuffer, pr rules.PortRange) stack.PortOrIdentR
 	return stack.PortOrIdentRange{Start: 1024, Size: math.MaxUint16 - 1023}
 }
 
+// replyBehind reports whether pkt, translated back by NAT as a reply of a translated
+// connection (or an ICMP error about one), travels the way the connection's first packet
+// did. A router would route it back by its new destination; a transparent stage has no
+// route, and would send it out by the side it came from, showing that side the addresses
+// NAT hides from it.
+func (in *Instance) replyBehind(pkt *stack.PacketBuffer, dir books.Dir) bool {
+	var orig, rep stack.ConnTrackInfo
+	if in.flowTab == nil || !pkt.IsReplyPacket() || !pkt.FillConnTrackInfo(stack.ConnTrackInfoOpts{}, &orig) ||
+		!pkt.FillConnTrackInfo(stack.ConnTrackInfoOpts{UseReplyDir: true}, &rep) {
+		return false
+	}
+	if orig.SrcAddr == rep.DstAddr && orig.DstAddr == rep.SrcAddr && orig.SrcPort == rep.DstPort && orig.DstPort == rep.SrcPort {
+		return false // not translated: nothing to show
+	}
+	key := connKey(&orig)
+	ft := in.flowTab
+	ft.mu.Lock()
+	defer ft.mu.Unlock()
+	e := ft.m[key]
+	return e != nil && e.dir == dir
+}
+
+// surplus returns the bytes of orig, a datagram as it came, that netstack dropped from ip,
+// the datagram it made of it: parsing UDP, netstack trims the payload to the UDP header's
+// length, but leaves the IP header's length alone. What lies between (RFC 9868's surplus
+// area, which holds UDP options) is no business of a router or NAT, and goes on unchanged.
+func surplus(ip, orig []byte, v6 bool) []byte {
+	n, m := 0, -1
+	switch {
+	case v6 && len(ip) >= header.IPv6MinimumSize && len(orig) >= header.IPv6MinimumSize:
+		n = header.IPv6MinimumSize + int(binary.BigEndian.Uint16(ip[4:]))
+		m = header.IPv6MinimumSize + int(binary.BigEndian.Uint16(orig[4:]))
+	case !v6 && len(ip) >= header.IPv4MinimumSize && len(orig) >= header.IPv4MinimumSize:
+		n, m = int(binary.BigEndian.Uint16(ip[2:])), int(binary.BigEndian.Uint16(orig[2:]))
+	}
+	if n != m || n <= len(ip) || n > len(orig) {
+		return nil
+	}
+	return orig[len(ip):n]
+}
+
 // natBytes returns the datagram a packet buffer holds after NAT, with every checksum right:
 // without a route, netstack leaves the transport checksum to an offload that a stream has
-// not got.
+// not got. A datagram whose transport checksum was wrong never gets here (badChecksum), or
+// NAT would make a corrupted segment acceptable to its receiver.
 func natBytes(pkt *stack.PacketBuffer) []byte {
 	ip := make([]byte, 0, ipLen(pkt))
 	ip = append(ip, pkt.NetworkHeader().Slice()...)
@@ -94,6 +136,45 @@ func natBytes(pkt *stack.PacketBuffer) []byte {
 	ip = append(ip, pkt.Data().AsRange().ToSlice()...)
 	fixChecksums(ip, l4, pkt.NetworkProtocolNumber == header.IPv6ProtocolNumber, uint8(pkt.TransportProtocolNumber))
 	return ip
+}
+
+// badChecksum reports whether a parsed datagram's TCP, UDP, ICMP or ICMPv6 checksum is
+// wrong: Linux's conntrack calls it INVALID (netstack's leaves a bad TCP or UDP segment
+// untracked, which no NAT rule then sees).
+func badChecksum(pkt *stack.PacketBuffer, ip []byte) bool {
+	_, err := checksumError(ip, len(pkt.NetworkHeader().Slice()), pkt.NetworkProtocolNumber == header.IPv6ProtocolNumber,
+		uint8(pkt.TransportProtocolNumber))
+	return err != 0
+}
+
+// checksumError returns where a datagram's transport checksum field is (in the segment at
+// l4) and by how much the checksum is wrong, in ones' complement: 0 if it is right, or if
+// there is no checksum to check.
+func checksumError(ip []byte, l4 int, v6 bool, proto uint8) (at int, err uint16) {
+	var pseudo uint32
+	if v6 {
+		pseudo = csum.Sum(ip[8:40], 0)
+	} else {
+		pseudo = csum.Sum(ip[12:20], 0)
+	}
+	seg := ip[l4:]
+	pseudo += uint32(len(seg)) + uint32(proto)
+	switch {
+	case proto == uint8(header.TCPProtocolNumber) && len(seg) >= header.TCPMinimumSize:
+		at = 16
+	case proto == uint8(header.UDPProtocolNumber) && len(seg) >= header.UDPMinimumSize:
+		if !v6 && binary.BigEndian.Uint16(seg[6:]) == 0 {
+			return 0, 0
+		}
+		at = 6
+	case proto == uint8(header.ICMPv6ProtocolNumber) && v6 && len(seg) >= 4:
+		at = 2
+	case proto == uint8(header.ICMPv4ProtocolNumber) && !v6 && len(seg) >= 4:
+		at, pseudo = 2, 0
+	default:
+		return 0, 0
+	}
+	return at, csum.Fold(csum.Sum(seg, pseudo))
 }
 
 // fixChecksums recomputes the IPv4 header checksum and the TCP, UDP or ICMPv6 checksum of a

@@ -139,6 +139,8 @@ type Instance struct {
 	fastMax     int
 	fastRefresh time.Duration
 	fastHits    atomic.Uint64
+	fastMisses  atomic.Uint64   // packets the fast path could take but did not find cached
+	fastEvicted atomic.Uint64   // entries dropped because the stack saw their flow again
 	seen        [1 << 14]uint64 // hashes of flow directions met once, for seenBefore (14 bits)
 	curPath     []int
 	curEst      bool
@@ -154,11 +156,43 @@ type Instance struct {
 type shiftClock struct {
 	tcpip.Clock
 	back atomic.Int64 // nanoseconds
+	// timers is held (read) while a timer's function runs; stopped, set under it when the
+	// stack is destroyed, makes timers do nothing.
+	timers  sync.RWMutex
+	stopped bool
 }
 
 // NowMonotonic implements tcpip.Clock.
 func (c *shiftClock) NowMonotonic() tcpip.MonotonicTime {
 	return c.Clock.NowMonotonic().Add(-time.Duration(c.back.Load()))
+}
+
+// AfterFunc implements tcpip.Clock. Once the clock is stopped, a timer that fires does
+// nothing: Stack.Destroy does not stop iptables' conntrack reaper, which re-arms itself for
+// ever and keeps the whole stack (half a megabyte of connection buckets) alive, and a frame
+// the stack sent from a timer after Close (an ARP retry) would be counted in books already
+// read.
+func (c *shiftClock) AfterFunc(d time.Duration, f func()) tcpip.Timer {
+	return c.Clock.AfterFunc(d, func() {
+		c.timers.RLock()
+		defer c.timers.RUnlock()
+		if !c.stopped {
+			f()
+		}
+	})
+}
+
+// stop makes timers do nothing from now on, once those running have returned.
+func (c *shiftClock) stop() {
+	c.timers.Lock()
+	c.stopped = true
+	c.timers.Unlock()
+}
+
+// destroy destroys the stack and stops its timers.
+func (in *Instance) destroy() {
+	in.s.Destroy()
+	in.clock.stop()
 }
 
 // forgetNew expires the connection a dropped packet opened. netstack inserts a connection
@@ -237,7 +271,7 @@ func New(cfg Config, east, west Output, bk *books.Books) (*Instance, error) {
 		ep *linkEP
 	}{{westID, in.nics[books.West]}, {eastID, in.nics[books.East]}} {
 		if err := in.s.CreateNICWithOptions(n.id, n.ep, stack.NICOptions{Name: n.ep.name}); err != nil {
-			in.s.Destroy()
+			in.destroy()
 			return nil, fmt.Errorf("osinst: creating NIC %s: %s", n.ep.name, err)
 		}
 		// Not promiscuous: netstack delivers every packet locally on a promiscuous NIC
@@ -250,7 +284,7 @@ func New(cfg Config, east, west Output, bk *books.Books) (*Instance, error) {
 	if cfg.NAT != nil && !in.router {
 		for _, r := range cfg.NAT.Rules() {
 			if k := r.Target.Kind; k == rules.Masquerade || k == rules.Redirect {
-				in.s.Destroy()
+				in.destroy()
 				return nil, fmt.Errorf("osinst: %s: %s takes the stage's own address: give --west and --east (router mode), or use SNAT/DNAT with an address", r.Src, k)
 			}
 		}
@@ -277,7 +311,7 @@ func New(cfg Config, east, west Output, bk *books.Books) (*Instance, error) {
 		}
 		tb, err := buildTables(in, t.rs)
 		if err != nil {
-			in.s.Destroy()
+			in.destroy()
 			return nil, err
 		}
 		*t.dst = tb
@@ -285,7 +319,7 @@ func New(cfg Config, east, west Output, bk *books.Books) (*Instance, error) {
 	}
 	if in.router {
 		if err := in.setupRouter(); err != nil {
-			in.s.Destroy()
+			in.destroy()
 			return nil, err
 		}
 	}
@@ -430,7 +464,7 @@ func (in *Instance) Close() error {
 	in.mu.Unlock()
 	in.s.Close()
 	in.s.Wait()
-	in.s.Destroy()
+	in.destroy()
 	if in.router {
 		in.routerUnsent()
 	}
@@ -457,6 +491,10 @@ func (in *Instance) DumpState(w io.Writer) {
 	}
 	fmt.Fprintf(w, "instance: %s\n", mode)
 	rules.FormatCounters(w, in.RuleCounters())
+	if in.fastMax > 0 {
+		f := in.FastPathStats()
+		fmt.Fprintf(w, "fast path: %d hits, %d misses, %d evictions, %d flow directions cached\n", f.Hits, f.Misses, f.Evictions, f.Cached)
+	}
 	if in.flowTab != nil {
 		in.dumpFlows(w)
 	}

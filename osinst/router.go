@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 
 	"gvisor.dev/gvisor/pkg/buffer"
@@ -66,7 +67,8 @@ type routerState struct {
 	hasKey  bool
 	meta    heldMeta
 	outputs int
-	spent   bool // the frame would have left with TTL 0 (after DNAT): dropped instead
+	spent   bool   // the frame would have left with TTL 0 (after DNAT): dropped instead
+	orig    []byte // the IP datagram being delivered, for fixForwarded
 	pending map[ipKey][]heldMeta
 }
 
@@ -163,8 +165,18 @@ func (in *Instance) route(dir books.Dir, p *framing.Packet) {
 		}
 		p = whole
 	}
+	if etype == etherIPv4 || etype == etherIPv6 {
+		if why, ok := in.routable(p.Data[off:], etype == etherIPv6); !ok {
+			side.Drop(why, 1, len(p.Data))
+			return
+		}
+	}
 	if in.expired(dir, p, off, etype) {
 		side.Drop(books.TTL, 1, len(p.Data))
+		return
+	}
+	if in.flowTab != nil && etype != etherARP && in.flowTab.refuses(p.Data[off:], etype == etherIPv6) {
+		side.Drop(books.Full, 1, len(p.Data))
 		return
 	}
 	key, hasKey := keyOf(p.Data[off:], etype, in.nat != nil)
@@ -174,6 +186,7 @@ func (in *Instance) route(dir books.Dir, p *framing.Packet) {
 	rt.mu.Lock()
 	rt.active, rt.key, rt.hasKey, rt.outputs, rt.spent = true, key, hasKey, 0, false
 	rt.meta = heldMeta{dir: dir, ts: p.Timestamp, ifc: p.Interface, bytes: len(p.Data)}
+	rt.orig = p.Data[off:]
 	rt.mu.Unlock()
 	in.cur = frame{dir: dir, pkt: p, l3: off, link: framing.LinkEthernet}
 	in.curRuled.Store(0)
@@ -185,7 +198,7 @@ func (in *Instance) route(dir books.Dir, p *framing.Packet) {
 	defer pkt.DecRef()
 	rt.mu.Lock()
 	outputs, spent := rt.outputs, rt.spent
-	rt.active = false
+	rt.active, rt.orig = false, nil
 	rt.mu.Unlock()
 	if spent {
 		side.Drop(books.TTL, 1, len(p.Data))
@@ -223,6 +236,33 @@ func (in *Instance) route(dir books.Dir, p *framing.Packet) {
 	default:
 		side.Drop(books.NoRoute, 1, len(p.Data))
 	}
+}
+
+// routable reports whether netstack may be given an IP datagram, or why not. A source-routed
+// IPv4 datagram is refused, as Linux refuses it (accept_source_route). Fragments and
+// datagrams whose IP header is not sound go to netstack, which forwards fragments without
+// looking past the IP header and judges IP headers itself. A datagram that is not a fragment
+// must have a whole and consistent transport header (what the transparent path checks with
+// newParsed): forwarding, netstack recomputes the TCP checksum over the header length the
+// data offset gives, and panics when that runs past the end of the segment. Under NAT, what
+// Linux's conntrack calls INVALID is refused, as Linux's NAT would pass it untranslated.
+func (in *Instance) routable(ip []byte, v6 bool) (books.Reason, bool) {
+	n, frag := ipDatagram(ip, v6)
+	if n > 0 && !v6 && sourceRouted(ip) {
+		return books.SourceRoute, false
+	}
+	if n <= 0 || frag {
+		return 0, true
+	}
+	pkt, ok := newParsed(ip[:n], v6)
+	if !ok {
+		return books.Malformed, false
+	}
+	defer pkt.DecRef()
+	if in.nat != nil && (invalidForLinux(pkt) || badChecksum(pkt, ip[:n])) {
+		return books.Invalid, false
+	}
+	return 0, true
 }
 
 // reassembled returns p itself when it is not a fragment, or, for the fragment that
@@ -327,26 +367,34 @@ func (in *Instance) sent(e *linkEP, b []byte) {
 		if k, ok := keyOf(b[header.EthernetMinimumSize:], etype, in.nat != nil); ok && (in.nat != nil || !in.isOwnAnswer(b, etype)) {
 			rt := &in.rt
 			rt.mu.Lock()
+			// A forwarded frame leaves by the other NIC, in its own direction. Under NAT
+			// the key is weak: the router's echo reply copies the request's ID and length,
+			// and goes back the way the request came.
+			ours := rt.active && rt.hasKey && rt.outputs == 0 && rt.meta.dir == e.dir && bytes.Equal(k.b[:k.n], rt.key.b[:rt.key.n])
 			switch {
-			case rt.active && rt.hasKey && rt.outputs == 0 && bytes.Equal(k.b[:k.n], rt.key.b[:rt.key.n]) &&
-				ttlSpent(b[header.EthernetMinimumSize:], etype):
+			case ours && ttlSpent(b[header.EthernetMinimumSize:], etype):
 				// Addressed to the router, so let through by expired, then translated
 				// to a host beyond it (a port forward): netstack would send it with TTL 0.
 				rt.spent = true
 				rt.mu.Unlock()
 				return
-			case rt.active && rt.hasKey && rt.outputs == 0 && bytes.Equal(k.b[:k.n], rt.key.b[:rt.key.n]):
+			case ours:
 				rt.outputs++
+				b = append(b, surplus(b[header.EthernetMinimumSize:], rt.orig, etype == etherIPv6)...)
+				p.Data, p.Length = b, len(b)
+				in.fixForwarded(e.dir, b[header.EthernetMinimumSize:], rt.orig, etype == etherIPv6)
 				p.Timestamp, p.Interface, generated = rt.meta.ts, rt.meta.ifc, false
-			case len(rt.pending[k]) > 0:
+			default:
 				q := rt.pending[k]
-				m := q[0]
-				if len(q) == 1 {
-					delete(rt.pending, k)
-				} else {
-					rt.pending[k] = q[1:]
+				if i := slices.IndexFunc(q, func(m heldMeta) bool { return m.dir == e.dir }); i >= 0 {
+					m := q[i]
+					if len(q) == 1 {
+						delete(rt.pending, k)
+					} else {
+						rt.pending[k] = slices.Delete(q, i, i+1)
+					}
+					p.Timestamp, p.Interface, generated = m.ts, m.ifc, false
 				}
-				p.Timestamp, p.Interface, generated = m.ts, m.ifc, false
 			}
 			rt.mu.Unlock()
 		}
@@ -356,6 +404,73 @@ func (in *Instance) sent(e *linkEP, b []byte) {
 		in.bk.Dir[e.dir].Generated.Add(1, len(b))
 	}
 	in.write(e.dir, []framing.Packet{p})
+}
+
+// fixForwarded undoes, in a datagram netstack forwards (out, from orig), what netstack does
+// and a router (Linux) does not. Past the IP header, netstack recomputes TCP and UDP
+// checksums, since the NICs have no checksum offload: over the fragment for a fragment, which
+// overwrites payload bytes of later fragments; over a corrupt segment, which then looks sound;
+// and for UDP sent without a checksum, which then has one. Without NAT, the bytes past the IP
+// header are the input's again; with NAT, which translates ports and sees no fragments (they
+// are reassembled first) nor bad checksums (untracked, so refused), UDP without a checksum
+// leaves without one. And netstack records the address of the NIC a datagram came in by in
+// its record route and timestamp options, where RFC 791 and Linux record the address of the
+// NIC it leaves by: behind NAT, netstack's would show the outside an inside address.
+func (in *Instance) fixForwarded(dir books.Dir, out, orig []byte, v6 bool) {
+	if v6 {
+		if in.nat == nil && len(out) >= header.IPv6MinimumSize && len(orig) >= len(out) &&
+			binary.BigEndian.Uint16(out[4:]) == binary.BigEndian.Uint16(orig[4:]) {
+			copy(out[header.IPv6MinimumSize:], orig[header.IPv6MinimumSize:len(out)])
+		}
+		return
+	}
+	if len(out) < header.IPv4MinimumSize || len(orig) < header.IPv4MinimumSize {
+		return
+	}
+	hl, tot := int(out[0]&0x0f)*4, int(binary.BigEndian.Uint16(out[2:]))
+	if hl < header.IPv4MinimumSize || tot < hl || tot > len(out) || int(orig[0]&0x0f)*4 != hl ||
+		int(binary.BigEndian.Uint16(orig[2:])) != tot || tot > len(orig) {
+		return
+	}
+	switch {
+	case in.nat == nil:
+		copy(out[hl:tot], orig[hl:tot])
+	case out[9] == uint8(header.UDPProtocolNumber) && tot-hl >= header.UDPMinimumSize &&
+		binary.BigEndian.Uint16(out[6:])&0x3fff == 0 && binary.BigEndian.Uint16(orig[hl+6:]) == 0:
+		out[hl+6], out[hl+7] = 0, 0
+	}
+	// Record route and timestamp: a slot netstack filled with the address of the NIC the
+	// datagram came in by gets the address of the NIC it leaves by.
+	from, to := in.cfg.West.Addr(), in.cfg.East.Addr()
+	if dir == books.West {
+		from, to = to, from
+	}
+	if !from.Is4() || !to.Is4() {
+		return
+	}
+	fa, ta := from.As4(), to.As4()
+	for i := header.IPv4MinimumSize; i < hl; {
+		switch t := out[i]; {
+		case t == 0:
+			i = hl
+			continue
+		case t == 1:
+			i++
+			continue
+		case i+1 >= hl || out[i+1] < 2:
+			i = hl
+			continue
+		case (t == 7 && i+2 < hl && out[i+2] == orig[i+2]+4) || // record route
+			(t == 68 && i+3 < hl && out[i+3]&0x0f == 1 && out[i+2] == orig[i+2]+8): // timestamp with addresses
+			if slot := i + int(orig[i+2]) - 1; slot+4 <= i+int(out[i+1]) && slot+4 <= hl && [4]byte(out[slot:slot+4]) == fa {
+				copy(out[slot:], ta[:])
+			}
+		}
+		i += int(out[i+1])
+	}
+	h := header.IPv4(out[:hl])
+	h.SetChecksum(0)
+	h.SetChecksum(^h.CalculateChecksum())
 }
 
 // isOwnAnswer reports whether a written packet comes from one of the router's addresses

@@ -95,6 +95,8 @@ func RunStage(c *cli.Context, cfg Config, report func(in *Instance, w io.Writer)
 	}
 	out := framing.NewWriter(os.Stdout, format)
 	st := &nf.Stage{}
+	st.Writes(books.East, out)
+	st.Writes(books.West, ret)
 	inst, err := New(cfg, out, ret.WestOutput(), &st.Books)
 	if err != nil {
 		return nf.UsageError(err)
@@ -102,7 +104,7 @@ func RunStage(c *cli.Context, cfg Config, report func(in *Instance, w io.Writer)
 	st.Flush = func() error { return inst.Stop(out, ret) }
 	st.Dump = inst.DumpState
 	st.Progress = func() string { // the fast path's share, for the stats line
-		hits, _ := inst.FastPathStats()
+		hits := inst.FastPathStats().Hits
 		in := st.Books.East().In.Packets() + st.Books.West().In.Packets()
 		if inst.fastMax == 0 || in == 0 {
 			return ""
@@ -111,8 +113,7 @@ func RunStage(c *cli.Context, cfg Config, report func(in *Instance, w io.Writer)
 	}
 	st.Extra = func() map[string]any {
 		tracked, refused := inst.FlowCount()
-		hits, cached := inst.FastPathStats()
-		return map[string]any{"rules": inst.RuleCounters(), "fastpath": map[string]any{"hits": hits, "cached": cached},
+		return map[string]any{"rules": inst.RuleCounters(), "fastpath": inst.FastPathStats(),
 			"connections": map[string]any{"tracked": tracked, "refused": refused, "limit": cfg.MaxFlows, "table": inst.Flows(10000)}}
 	}
 	if report != nil {

@@ -245,8 +245,9 @@ func (rt *ruleTarget) Action(pkt *stack.PacketBuffer, hook stack.Hook, r *stack.
 	e.packets.Add(1)
 	e.bytes.Add(uint64(ipLen(pkt)))
 	in := rt.t.in
-	if in.curPB.Load() == pkt && rt.t == in.tables {
-		in.curPath = append(in.curPath, rt.entry) // what the fast path will count for it
+	if in.fastMax > 0 && in.curPB.Load() == pkt && rt.t == in.tables {
+		// What the fast path will count for it; only the fast path empties the list.
+		in.curPath = append(in.curPath, rt.entry)
 	}
 	switch rt.kind {
 	case rules.Accept:

@@ -241,13 +241,18 @@ func NeighborIsStage(f *os.File, patience time.Duration) bool {
 	shell, _ := os.Readlink(filepath.Join("/proc", strconv.Itoa(os.Getppid()), "exe"))
 	deadline := time.Now().Add(patience)
 	for {
-		forks := false
-		for _, pid := range holders(p) {
-			comm, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "comm"))
-			if strings.HasPrefix(string(comm), "stdpkt-") {
+		// Nobody but us holding it is a moment in an exec, as is an exe that is already a
+		// stage while the comm is still the shell's: wait for those too.
+		pids := holders(p)
+		forks := len(pids) == 0
+		for _, pid := range pids {
+			dir := filepath.Join("/proc", strconv.Itoa(pid))
+			comm, _ := os.ReadFile(filepath.Join(dir, "comm"))
+			exe, _ := os.Readlink(filepath.Join(dir, "exe"))
+			if strings.HasPrefix(string(comm), "stdpkt-") || strings.HasPrefix(filepath.Base(exe), "stdpkt-") {
 				return true
 			}
-			if exe, _ := os.Readlink(filepath.Join("/proc", strconv.Itoa(pid), "exe")); shell != "" && exe == shell {
+			if shell != "" && exe == shell {
 				forks = true
 			}
 		}
