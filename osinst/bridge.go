@@ -11,7 +11,6 @@ import (
 
 	"github.com/stdpkt/stdpkt/books"
 	"github.com/stdpkt/stdpkt/framing"
-	"github.com/stdpkt/stdpkt/rules"
 )
 
 // EtherTypes the instance looks into.
@@ -131,14 +130,12 @@ func (in *Instance) bridge(dir books.Dir, p *framing.Packet) {
 		side.Drop(books.Full, 1, len(p.Data))
 		return
 	}
+	in.curState = 0
 	ok, why, natted := in.check(dir, p, off, ip[:n], v6)
 	if in.fastMax > 0 && fp.ok {
-		// The stack has seen a packet of this flow: its state may have moved on (a first
-		// reply makes a NEW connection ESTABLISHED), so all that was cached for the flow
-		// goes, and this packet's direction is learnt again.
-		in.forgetFlow(fp.key, natKey(p, &fp, natted))
+		in.restudy(ok && !fp.control, in.curState, fp.key, natKey(p, &fp, natted))
 		if ok && !fp.control {
-			in.learn(dir, p, &fp, in.curEst, in.now, natted)
+			in.learn(dir, p, &fp, in.curState, in.now, natted)
 		}
 	} else if in.fastMax > 0 {
 		in.forgetDatagram(ip[:n], v6, natted)
@@ -391,8 +388,7 @@ func (in *Instance) check(dir books.Dir, p *framing.Packet, l3 int, ip []byte, v
 	ok = in.ipt.CheckPrerouting(pkt, nil, inNIC(dir)) &&
 		in.ipt.CheckForward(pkt, inNIC(dir), outNIC(dir))
 	if ok {
-		st := connState(pkt)
-		in.curEst = st == rules.StateNew || st == rules.StateEstablished
+		in.curState = connState(pkt)
 	}
 	if ok && in.nat != nil {
 		// Before POSTROUTING, which confirms the connection and forgets it.

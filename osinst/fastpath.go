@@ -36,6 +36,9 @@ type fastEntry struct {
 	lastSlow int64 // when a packet of it last went through the stack
 	nat      bool  // the stack translated it: to, below
 	to       fastKey
+	est      bool     // learnt from an ESTABLISHED packet: still right after a reply
+	routed   bool     // router mode: the frame leaves with macs and its TTL one less
+	macs     [12]byte // destination and source MAC of the frames the stack sent
 }
 
 // fastRefresh is how often, at most, a cached flow sends a packet through the stack, so
@@ -140,6 +143,10 @@ func (in *Instance) fast(dir books.Dir, p *framing.Packet, fp *fastParsed, now i
 		in.fastMisses.Add(1)
 		return false
 	}
+	if e.routed && !decrementTTL(p.Data, fp.key.v6) {
+		in.fastMisses.Add(1)
+		return false // the stack answers an expiring TTL
+	}
 	n := uint64(fp.n) // iptables counts the IP datagram
 	for _, i := range e.path {
 		c := &in.tables.entries[i]
@@ -148,6 +155,11 @@ func (in *Instance) fast(dir books.Dir, p *framing.Packet, fp *fastParsed, now i
 	}
 	if e.nat {
 		rewrite(p.Data, fp, &e.to) // in place: the frame is ours until it is written
+	}
+	if e.routed {
+		copy(p.Data[:12], e.macs[:])
+		p.Data = p.Data[:14+fp.n]
+		p.Length = len(p.Data)
 	}
 	in.fastHits.Add(1)
 	in.emit(dir, *p, false)
@@ -197,6 +209,58 @@ func rewrite(b []byte, fp *fastParsed, to *fastKey) {
 	adjust(l4[0:4], ports[:])
 }
 
+// decrementTTL takes one from a frame's IPv4 TTL (adjusting the header checksum) or IPv6
+// hop limit, as a router forwarding it does; false, and the frame untouched, when the TTL
+// would run out (the stack's part: time exceeded).
+func decrementTTL(b []byte, v6 bool) bool {
+	if v6 {
+		if b[14+7] <= 1 {
+			return false
+		}
+		b[14+7]--
+		return true
+	}
+	ip := b[14:]
+	if ip[8] <= 1 {
+		return false
+	}
+	old := [2]byte{ip[8], ip[9]}
+	ip[8]--
+	binary.BigEndian.PutUint16(ip[10:], csum.Adjust(binary.BigEndian.Uint16(ip[10:]), old[:], ip[8:10]))
+	return true
+}
+
+// learnRouted caches, in router mode, what the stack did to a frame it forwarded as out:
+// new MACs, the TTL one less and, under NAT, the translation. Only when doing exactly that
+// to the input frame gives out byte for byte; otherwise the flow stays on the slow path.
+func (in *Instance) learnRouted(dir books.Dir, p *framing.Packet, fp *fastParsed, st rules.State, now int64, out []byte) {
+	established := st == rules.StateNew || st == rules.StateEstablished
+	// A router forwards the datagram, not the Ethernet padding or trailer after it.
+	if !fp.ok || fp.control || !established || len(out) != 14+fp.n || !in.seenBefore(dir, &fp.key) {
+		return
+	}
+	q := framing.Packet{Data: out}
+	tp := fastParse(&q)
+	if !tp.ok || tp.n != fp.n {
+		return
+	}
+	trial := append([]byte(nil), p.Data[:14+fp.n]...)
+	translated := tp.key != fp.key
+	if translated {
+		rewrite(trial, fp, &tp.key)
+	}
+	copy(trial[:12], out[:12])
+	if !decrementTTL(trial, fp.key.v6) || string(trial) != string(out) {
+		return // the stack did more than the fast path can repeat
+	}
+	e := in.cacheEntry(dir, fp, now)
+	if e == nil {
+		return
+	}
+	e.nat, e.to, e.routed, e.est = translated, tp.key, true, st == rules.StateEstablished
+	copy(e.macs[:], out[:12])
+}
+
 // learn caches what the slow path just showed for a passed packet, when it may: the
 // connection is NEW or ESTABLISHED (a state only the stack's next packet of the other
 // direction, or a control segment, can change), the packet is for the fast path, and no
@@ -204,12 +268,9 @@ func rewrite(b []byte, fp *fastParsed, to *fastKey) {
 //
 // With NAT, natted is the datagram the stack sent: the entry holds the translation when
 // applying it to this packet gives exactly those bytes; otherwise nothing is cached.
-func (in *Instance) learn(dir books.Dir, p *framing.Packet, fp *fastParsed, established bool, now int64, natted []byte) {
-	if !fp.ok || fp.control || !established {
-		return
-	}
-	if !in.seenBefore(dir, &fp.key) {
-		return // a flow's first packet: a flood of one-packet flows would only fill the cache
+func (in *Instance) learn(dir books.Dir, p *framing.Packet, fp *fastParsed, st rules.State, now int64, natted []byte) {
+	if !fp.ok || fp.control || (st != rules.StateNew && st != rules.StateEstablished) || !in.seenBefore(dir, &fp.key) {
+		return // seenBefore: a flood of one-packet flows would only fill the cache
 	}
 	var to fastKey
 	translated := false
@@ -228,14 +289,22 @@ func (in *Instance) learn(dir books.Dir, p *framing.Packet, fp *fastParsed, esta
 			}
 		}
 	}
+	if e := in.cacheEntry(dir, fp, now); e != nil {
+		e.nat, e.to, e.est = translated, to, st == rules.StateEstablished
+	}
+}
+
+// cacheEntry returns the entry of fp's flow direction, holding the rules the slow path
+// just counted, or nil when it may not be cached: a LOG rule on the way, or a full cache.
+func (in *Instance) cacheEntry(dir books.Dir, fp *fastParsed, now int64) *fastEntry {
 	for _, i := range in.curPath {
 		if r := in.tables.entries[i].rule; r != nil && r.Target.Kind == rules.Log {
-			return
+			return nil
 		}
 	}
 	m := in.fastCache[dir]
 	if len(m) >= in.fastMax {
-		return // full: flows beyond it take the slow path; entries go when their flows end
+		return nil // full: flows beyond it take the slow path; entries go when their flows end
 	}
 	e := m[fp.key]
 	if e == nil {
@@ -244,7 +313,7 @@ func (in *Instance) learn(dir books.Dir, p *framing.Packet, fp *fastParsed, esta
 	}
 	e.path = append(e.path[:0], in.curPath...)
 	e.tcpFlags, e.lastSlow = fp.tcpFlags, now
-	e.nat, e.to = translated, to
+	return e
 }
 
 // seenBefore reports whether a packet with this key (and direction) reached learn before,
@@ -263,6 +332,41 @@ func (in *Instance) seenBefore(dir books.Dir, k *fastKey) bool {
 	}
 	*slot = h | 1
 	return false
+}
+
+// restudy adjusts the cache after the stack has seen a packet of a flow (keys as for
+// forgetFlow). The connection's state may have moved on: a first reply makes a NEW
+// connection ESTABLISHED, a refusal or a control segment may end it. So every entry of the
+// flow goes, unless the stack passed this packet as ESTABLISHED (not a control segment):
+// then only the entries learnt before the connection was established go, and those learnt
+// since stay right. Without that, the two directions of a conversation, taking turns,
+// would evict each other at every turn.
+func (in *Instance) restudy(passed bool, st rules.State, keys ...fastKey) {
+	if !passed || st != rules.StateEstablished {
+		in.forgetFlow(keys...)
+		return
+	}
+	for _, key := range keys {
+		r := key.reversed()
+		for _, m := range in.fastCache {
+			for _, k := range [2]fastKey{key, r} {
+				if e, ok := m[k]; ok && !e.est {
+					delete(m, k)
+					in.fastEvicted.Add(1)
+				}
+			}
+		}
+	}
+}
+
+// datagramKeyOr returns the fast-path key of an IP datagram (what the stack sent), or def.
+func datagramKeyOr(ip []byte, def fastKey) fastKey {
+	if ip != nil {
+		if k, ok := datagramKey(ip, def.v6); ok {
+			return k
+		}
+	}
+	return def
 }
 
 // forgetFlow drops what is cached for both directions of a flow, whichever way through the

@@ -143,7 +143,7 @@ type Instance struct {
 	fastEvicted atomic.Uint64   // entries dropped because the stack saw their flow again
 	seen        [1 << 14]uint64 // hashes of flow directions met once, for seenBefore (14 bits)
 	curPath     []int
-	curEst      bool
+	curState    rules.State // of the frame the stack just passed (transparent mode)
 	now         int64
 	frags       *reassembler
 	genIf       map[*framing.Interface]*framing.Interface // raw-IP interfaces for answers to SLL frames
@@ -289,7 +289,7 @@ func New(cfg Config, east, west Output, bk *books.Books) (*Instance, error) {
 			}
 		}
 	}
-	if (cfg.Filter != nil || cfg.NAT != nil) && !in.router && !cfg.NoFastPath {
+	if (cfg.Filter != nil || cfg.NAT != nil) && !cfg.NoFastPath {
 		in.fastMax = 2 * min(max(cfg.MaxFlows, 1), DefaultMaxFlows)
 		if cfg.MaxFlows <= 0 {
 			in.fastMax = 2 * DefaultMaxFlows

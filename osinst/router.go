@@ -69,6 +69,7 @@ type routerState struct {
 	outputs int
 	spent   bool   // the frame would have left with TTL 0 (after DNAT): dropped instead
 	orig    []byte // the IP datagram being delivered, for fixForwarded
+	out     []byte // the frame forwarded from it, for the fast path to learn from
 	pending map[ipKey][]heldMeta
 }
 
@@ -179,6 +180,13 @@ func (in *Instance) route(dir books.Dir, p *framing.Packet) {
 		side.Drop(books.Full, 1, len(p.Data))
 		return
 	}
+	var fp fastParsed
+	if in.fastMax > 0 && etype != etherARP {
+		if fp = fastParse(p); fp.ok && !fp.control && in.fast(dir, p, &fp, in.now) {
+			return
+		}
+		in.curPath = in.curPath[:0]
+	}
 	key, hasKey := keyOf(p.Data[off:], etype, in.nat != nil)
 	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(p.Data)})
 	before := in.dropStats()
@@ -197,9 +205,27 @@ func (in *Instance) route(dir books.Dir, p *framing.Packet) {
 	in.cur = frame{}
 	defer pkt.DecRef()
 	rt.mu.Lock()
-	outputs, spent := rt.outputs, rt.spent
-	rt.active, rt.orig = false, nil
+	outputs, spent, out := rt.outputs, rt.spent, rt.out
+	rt.active, rt.orig, rt.out = false, nil, nil
 	rt.mu.Unlock()
+	if in.fastMax > 0 && etype != etherARP {
+		// As in transparent mode: the stack has seen the flow, whose state may have moved
+		// on, so what was cached for it goes; a frame it forwarded as is may teach it again.
+		var outIP []byte
+		if out != nil {
+			outIP = out[header.EthernetMinimumSize:]
+		}
+		passed := outputs == 1 && out != nil && !spent
+		st := connState(pkt)
+		if fp.ok {
+			in.restudy(passed && !fp.control, st, fp.key, datagramKeyOr(outIP, fp.key))
+		} else {
+			in.forgetDatagram(p.Data[off:], etype == etherIPv6, outIP)
+		}
+		if passed {
+			in.learnRouted(dir, p, &fp, st, in.now, out)
+		}
+	}
 	if spent {
 		side.Drop(books.TTL, 1, len(p.Data))
 		in.timeExceeded(dir, p, off, etype == etherIPv6)
@@ -383,6 +409,7 @@ func (in *Instance) sent(e *linkEP, b []byte) {
 				b = append(b, surplus(b[header.EthernetMinimumSize:], rt.orig, etype == etherIPv6)...)
 				p.Data, p.Length = b, len(b)
 				in.fixForwarded(e.dir, b[header.EthernetMinimumSize:], rt.orig, etype == etherIPv6)
+				rt.out = b
 				p.Timestamp, p.Interface, generated = rt.meta.ts, rt.meta.ifc, false
 			default:
 				q := rt.pending[k]

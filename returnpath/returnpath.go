@@ -252,7 +252,7 @@ func NeighborIsStage(f *os.File, patience time.Duration) bool {
 			if strings.HasPrefix(string(comm), "stdpkt-") || strings.HasPrefix(filepath.Base(exe), "stdpkt-") {
 				return true
 			}
-			if shell != "" && exe == shell {
+			if exe == "" || shell != "" && exe == shell { // unreadable: mid-exec
 				forks = true
 			}
 		}
