@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -225,15 +226,7 @@ func TestSlowReaderLosesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	// About 25 MB/s: a few seconds for the whole stream, far slower than the chain.
-	buf := make([]byte, 64<<10)
-	for {
-		k, err := out.Read(buf)
-		sink.Write(buf[:k])
-		if err != nil {
-			break
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	slowCopy(sink, out, 64<<10, 2*time.Millisecond)
 	sink.Close()
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("chain: %v\n%s", err, stderr.String())
@@ -328,6 +321,20 @@ func TestSignalAnyStage(t *testing.T) {
 	}
 }
 
+// slowCopy copies src to dst until src ends, a chunk at a time with a pause after each:
+// a reader slower than the chain feeding it.
+func slowCopy(dst io.Writer, src io.Reader, chunk int, pause time.Duration) {
+	buf := make([]byte, chunk)
+	for {
+		k, err := src.Read(buf)
+		dst.Write(buf[:k])
+		if err != nil {
+			return
+		}
+		time.Sleep(pause)
+	}
+}
+
 // stagePid finds the process running command name among the children of the shell pid.
 func stagePid(t *testing.T, shell int, name string) int {
 	t.Helper()
@@ -365,17 +372,9 @@ func TestLiveSourceSlowReaderCountsRingDrops(t *testing.T) {
 	t.Cleanup(func() { _ = cmd.Process.Kill() })
 	got := make(chan []byte, 1)
 	go func() { // about 400 kB/s: a few thousand small frames a second
-		var all []byte
-		buf := make([]byte, 4096)
-		for {
-			k, err := out.Read(buf)
-			all = append(all, buf[:k]...)
-			if err != nil {
-				got <- all
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		var all bytes.Buffer
+		slowCopy(&all, out, 4096, 10*time.Millisecond)
+		got <- all.Bytes()
 	}()
 	// Half a million frames as fast as the namespace sends them: far more than the ring holds
 	// while the reader is slow, however late the source starts capturing.
