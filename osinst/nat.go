@@ -177,25 +177,41 @@ func checksumError(ip []byte, l4 int, v6 bool, proto uint8) (at int, err uint16)
 	return at, csum.Fold(csum.Sum(seg, pseudo))
 }
 
-// fixChecksums recomputes the IPv4 header checksum and the TCP, UDP or ICMP checksum of a
-// whole datagram whose transport header starts at l4, by correcting the stored checksum by
-// what checksumError finds it off by.
+// fixChecksums recomputes the IPv4 header checksum and the TCP, UDP or ICMPv6 checksum of a
+// whole datagram whose transport header starts at l4.
 func fixChecksums(ip []byte, l4 int, v6 bool, proto uint8) {
-	if !v6 {
+	var pseudo uint32
+	if v6 {
+		pseudo = csum.Sum(ip[8:40], 0)
+	} else {
 		binary.BigEndian.PutUint16(ip[10:], 0)
 		binary.BigEndian.PutUint16(ip[10:], csum.Fold(csum.Sum(ip[:l4], 0)))
+		pseudo = csum.Sum(ip[12:20], 0)
 	}
-	at, off := checksumError(ip, l4, v6, proto)
-	if at == 0 || off == 0 {
-		return // nothing to check (IPv4 UDP without a checksum stays without), or right
+	seg := ip[l4:]
+	pseudo += uint32(len(seg)) + uint32(proto)
+	var at int
+	switch {
+	case proto == uint8(header.TCPProtocolNumber) && len(seg) >= header.TCPMinimumSize:
+		at = 16
+	case proto == uint8(header.UDPProtocolNumber) && len(seg) >= header.UDPMinimumSize:
+		if !v6 && binary.BigEndian.Uint16(seg[6:]) == 0 {
+			return // IPv4 UDP without a checksum stays without
+		}
+		at = 6
+	case proto == uint8(header.ICMPv6ProtocolNumber) && v6 && len(seg) >= 4:
+		at = 2
+	case proto == uint8(header.ICMPv4ProtocolNumber) && !v6 && len(seg) >= 4:
+		at, pseudo = 2, 0
+	default:
+		return
 	}
-	field := ip[l4+at:]
-	// The stored value plus what the sum is off by, in ones' complement, is the right one.
-	c := ^csum.Fold(uint32(binary.BigEndian.Uint16(field)) + uint32(off))
+	binary.BigEndian.PutUint16(seg[at:], 0)
+	c := csum.Fold(csum.Sum(seg, pseudo))
 	if c == 0 && proto == uint8(header.UDPProtocolNumber) {
 		c = 0xffff
 	}
-	binary.BigEndian.PutUint16(field, c)
+	binary.BigEndian.PutUint16(seg[at:], c)
 }
 
 // mtu is the IP size a translated datagram is fragmented to: Ethernet's.
