@@ -151,14 +151,18 @@ func badChecksum(pkt *stack.PacketBuffer, ip []byte) bool {
 // l4) and by how much the checksum is wrong, in ones' complement: 0 if it is right, or if
 // there is no checksum to check.
 func checksumError(ip []byte, l4 int, v6 bool, proto uint8) (at int, err uint16) {
-	var pseudo uint32
-	if v6 {
-		pseudo = csum.Sum(ip[8:40], 0)
-	} else {
-		pseudo = csum.Sum(ip[12:20], 0)
+	at, acc := checksumField(ip, l4, v6, proto)
+	if at == 0 {
+		return 0, 0
 	}
+	return at, csum.Fold(csum.Sum(ip[l4:], acc))
+}
+
+// checksumField returns where a datagram's transport checksum field is in the segment at
+// l4 (0: there is none to keep, as in IPv4 UDP sent without one) and the sum of what the
+// checksum covers besides the segment: the pseudo-header, or nothing for ICMPv4.
+func checksumField(ip []byte, l4 int, v6 bool, proto uint8) (at int, pseudo uint32) {
 	seg := ip[l4:]
-	pseudo += uint32(len(seg)) + uint32(proto)
 	switch {
 	case proto == uint8(header.TCPProtocolNumber) && len(seg) >= header.TCPMinimumSize:
 		at = 16
@@ -170,42 +174,30 @@ func checksumError(ip []byte, l4 int, v6 bool, proto uint8) (at int, err uint16)
 	case proto == uint8(header.ICMPv6ProtocolNumber) && v6 && len(seg) >= 4:
 		at = 2
 	case proto == uint8(header.ICMPv4ProtocolNumber) && !v6 && len(seg) >= 4:
-		at, pseudo = 2, 0
+		return 2, 0
 	default:
 		return 0, 0
 	}
-	return at, csum.Fold(csum.Sum(seg, pseudo))
+	if v6 {
+		pseudo = csum.Sum(ip[8:40], 0)
+	} else {
+		pseudo = csum.Sum(ip[12:20], 0)
+	}
+	return at, pseudo + uint32(len(seg)) + uint32(proto)
 }
 
 // fixChecksums recomputes the IPv4 header checksum and the TCP, UDP or ICMPv6 checksum of a
 // whole datagram whose transport header starts at l4.
 func fixChecksums(ip []byte, l4 int, v6 bool, proto uint8) {
-	var pseudo uint32
-	if v6 {
-		pseudo = csum.Sum(ip[8:40], 0)
-	} else {
+	if !v6 {
 		binary.BigEndian.PutUint16(ip[10:], 0)
 		binary.BigEndian.PutUint16(ip[10:], csum.Fold(csum.Sum(ip[:l4], 0)))
-		pseudo = csum.Sum(ip[12:20], 0)
+	}
+	at, pseudo := checksumField(ip, l4, v6, proto)
+	if at == 0 {
+		return // IPv4 UDP without a checksum stays without
 	}
 	seg := ip[l4:]
-	pseudo += uint32(len(seg)) + uint32(proto)
-	var at int
-	switch {
-	case proto == uint8(header.TCPProtocolNumber) && len(seg) >= header.TCPMinimumSize:
-		at = 16
-	case proto == uint8(header.UDPProtocolNumber) && len(seg) >= header.UDPMinimumSize:
-		if !v6 && binary.BigEndian.Uint16(seg[6:]) == 0 {
-			return // IPv4 UDP without a checksum stays without
-		}
-		at = 6
-	case proto == uint8(header.ICMPv6ProtocolNumber) && v6 && len(seg) >= 4:
-		at = 2
-	case proto == uint8(header.ICMPv4ProtocolNumber) && !v6 && len(seg) >= 4:
-		at, pseudo = 2, 0
-	default:
-		return
-	}
 	binary.BigEndian.PutUint16(seg[at:], 0)
 	c := csum.Fold(csum.Sum(seg, pseudo))
 	if c == 0 && proto == uint8(header.UDPProtocolNumber) {
