@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -452,6 +453,18 @@ Signals: SIGINT and SIGTERM flush, print the books and exit; SIGUSR1 prints the 
 stage's rule counters and connections) and carries on. Bash completion of the flags:
    source scripts/stdpkt-completion.bash (from the stdpkt repository)`
 
+// isStage reports whether app takes the flags every stage shares, which the help footer
+// describes (with the signals and statuses of the runner); a tool such as stdpkt-bench
+// does not.
+func isStage(app *cli.App) bool {
+	for _, f := range app.Flags {
+		if slices.Contains(f.Names(), "stats-json") {
+			return true
+		}
+	}
+	return false
+}
+
 // Main runs a cli.App and exits with the documented statuses: flag errors are usage errors.
 func Main(app *cli.App) {
 	// urfave/cli's default version flag takes -v, which is --verbose here; the flag is a
@@ -460,7 +473,9 @@ func Main(app *cli.App) {
 	app.EnableBashCompletion = true
 	app.HideHelpCommand = true // no subcommands: "help" as one would only confuse
 	app.UsageText = app.Name + " [options] " + app.ArgsUsage
-	app.Description += helpFooter
+	if isStage(app) {
+		app.Description += helpFooter
+	}
 	app.ExitErrHandler = func(*cli.Context, error) {}
 	app.OnUsageError = func(c *cli.Context, err error, _ bool) error { return UsageError(err) }
 	err := app.Run(os.Args)
