@@ -56,7 +56,14 @@ func Fold(acc uint32) uint16 {
 // (RFC 1624: HC' = ~(~HC + ~m + m')), without summing the rest of the data again. old and
 // new have the same even length.
 func Adjust(sum uint16, old, new []byte) uint16 {
-	acc := uint32(^sum)
+	return Fold(uint32(^sum) + Delta(0, old, new))
+}
+
+// Delta adds to acc what changing old into new adds to a ones'-complement sum (~m + m'
+// for each 16-bit word), folded to 16 bits: the deltas of several fields add up, and
+// Fold(uint32(^sum) + delta) is the updated checksum, as Adjust field by field gives it.
+// old and new have the same even length.
+func Delta(acc uint32, old, new []byte) uint32 {
 	for i := 0; i+1 < len(old); i += 2 {
 		acc += uint32(^(uint16(old[i])<<8 | uint16(old[i+1])))
 		acc += uint32(uint16(new[i])<<8 | uint16(new[i+1]))
@@ -64,5 +71,5 @@ func Adjust(sum uint16, old, new []byte) uint16 {
 	for acc > 0xffff {
 		acc = acc>>16 + acc&0xffff
 	}
-	return ^uint16(acc)
+	return acc
 }

@@ -11,7 +11,7 @@ import (
 // the error tests.
 func fuzzSeeds(t testing.TB) [][]byte {
 	var seeds [][]byte
-	for _, order := range []byteOrder{le, be} {
+	for _, order := range []appendOrder{le, be} {
 		seeds = append(seeds,
 			goodNG(order, 0).bytes(),
 			goodNG(order, 64).epb(0, 3, frame(64, 3), 100, optFlags(order, 2)).bytes(),

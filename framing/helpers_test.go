@@ -22,8 +22,8 @@ import (
 // ---------------------------------------------------------------------------------------------
 // pcapng
 
-// byteOrder is a byte order that can also append, as binary.LittleEndian and BigEndian can.
-type byteOrder interface {
+// appendOrder is a byte order that can also append, as binary.LittleEndian and BigEndian can.
+type appendOrder interface {
 	binary.ByteOrder
 	binary.AppendByteOrder
 }
@@ -31,12 +31,12 @@ type byteOrder interface {
 // ngStream builds a pcapng stream block by block. offs records the byte offset of every block
 // appended, in order, so error tests can name the exact offset they expect.
 type ngStream struct {
-	order byteOrder
+	order appendOrder
 	b     []byte
 	offs  []int64
 }
 
-func newNG(order byteOrder) *ngStream { return &ngStream{order: order} }
+func newNG(order appendOrder) *ngStream { return &ngStream{order: order} }
 
 // last returns the offset of the last block appended.
 func (s *ngStream) last() int64 { return s.offs[len(s.offs)-1] }
@@ -50,7 +50,7 @@ type ngOpt struct {
 	val  []byte
 }
 
-func ngOpts(order byteOrder, opts ...ngOpt) []byte {
+func ngOpts(order appendOrder, opts ...ngOpt) []byte {
 	if len(opts) == 0 {
 		return nil
 	}
@@ -153,10 +153,10 @@ func (s *ngStream) isb(id uint32, ts uint64) *ngStream {
 // Options used by the tests.
 func optName(name string) ngOpt { return ngOpt{2, []byte(name)} }
 func optTsresol(v byte) ngOpt   { return ngOpt{9, []byte{v}} }
-func optTsoffset(order byteOrder, sec int64) ngOpt {
+func optTsoffset(order appendOrder, sec int64) ngOpt {
 	return ngOpt{14, order.AppendUint64(nil, uint64(sec))}
 }
-func optFlags(order byteOrder, flags uint32) ngOpt {
+func optFlags(order appendOrder, flags uint32) ngOpt {
 	return ngOpt{2, order.AppendUint32(nil, flags)}
 }
 
@@ -165,13 +165,13 @@ func optFlags(order byteOrder, flags uint32) ngOpt {
 
 // pcapStream builds a classic pcap stream; offs holds the header's and every record's offset.
 type pcapStream struct {
-	order byteOrder
+	order appendOrder
 	nano  bool
 	b     []byte
 	offs  []int64
 }
 
-func newPcap(order byteOrder, nano bool, snap uint32, link LinkType) *pcapStream {
+func newPcap(order appendOrder, nano bool, snap uint32, link LinkType) *pcapStream {
 	s := &pcapStream{order: order, nano: nano, offs: []int64{0}}
 	magic := uint32(0xa1b2c3d4)
 	if nano {

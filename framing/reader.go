@@ -95,7 +95,7 @@ type Reader struct {
 	err       error
 
 	format  Format
-	order   binary.ByteOrder
+	order   byteOrder
 	snap    uint32
 	nanoRes bool // classic pcap with nanosecond magic
 
@@ -184,7 +184,7 @@ func (rd *Reader) Drained() bool {
 // complete reports whether a whole record is buffered.
 func (rd *Reader) complete() bool {
 	avail := rd.w - rd.r
-	if !rd.started || rd.order == nil {
+	if !rd.started || !rd.order.known {
 		return false
 	}
 	if rd.format == FormatPcap {
@@ -200,7 +200,7 @@ func (rd *Reader) complete() bool {
 	order := rd.order
 	if binary.LittleEndian.Uint32(b) == blockSHB {
 		order = shbOrder(b)
-		if order == nil {
+		if !order.known {
 			return true // an error is complete enough to report
 		}
 	}
@@ -293,9 +293,9 @@ func (rd *Reader) detect() (bool, error) {
 		rd.started = true // the SHB itself is parsed as a block
 		return true, nil
 	case m == magicPcapMicro || m == magicPcapNano:
-		rd.order = binary.LittleEndian
+		rd.order = byteOrder{known: true}
 	case bits.ReverseBytes32(m) == magicPcapMicro || bits.ReverseBytes32(m) == magicPcapNano:
-		rd.order = binary.BigEndian
+		rd.order = byteOrder{known: true, big: true}
 	default:
 		return false, rd.fail(rd.r, "bad magic 0x%08x: not a pcap or pcapng stream (hint: stages read what tcpdump -w - writes)", bits.ReverseBytes32(m))
 	}
@@ -348,15 +348,45 @@ func (rd *Reader) nextPcap(p *Packet) (bool, error) {
 	return true, nil
 }
 
-// shbOrder returns the byte order a section header block declares, or nil if its magic is bad.
-func shbOrder(b []byte) binary.ByteOrder {
+// shbOrder returns the byte order a section header block declares, not known if its magic
+// is bad.
+func shbOrder(b []byte) byteOrder {
 	switch binary.LittleEndian.Uint32(b[8:]) {
 	case magicByteOrder:
-		return binary.LittleEndian
+		return byteOrder{known: true}
 	case bits.ReverseBytes32(magicByteOrder):
-		return binary.BigEndian
+		return byteOrder{known: true, big: true}
 	}
-	return nil
+	return byteOrder{}
+}
+
+// byteOrder is the byte order of a stream or section. It is a value, not a
+// binary.ByteOrder: those methods are calls through an interface, several per packet,
+// where these inline to a load and a branch the CPU predicts.
+type byteOrder struct {
+	known bool // a header has declared it
+	big   bool
+}
+
+func (o byteOrder) Uint16(b []byte) uint16 {
+	if o.big {
+		return binary.BigEndian.Uint16(b)
+	}
+	return binary.LittleEndian.Uint16(b)
+}
+
+func (o byteOrder) Uint32(b []byte) uint32 {
+	if o.big {
+		return binary.BigEndian.Uint32(b)
+	}
+	return binary.LittleEndian.Uint32(b)
+}
+
+func (o byteOrder) Uint64(b []byte) uint64 {
+	if o.big {
+		return binary.BigEndian.Uint64(b)
+	}
+	return binary.LittleEndian.Uint64(b)
 }
 
 func (rd *Reader) nextPcapng(p *Packet) (bool, error) {
@@ -369,7 +399,7 @@ func (rd *Reader) nextPcapng(p *Packet) (bool, error) {
 		btype := binary.LittleEndian.Uint32(b)
 		if btype == blockSHB {
 			order := shbOrder(b)
-			if order == nil {
+			if !order.known {
 				return false, rd.fail(rd.r, "bad section header byte-order magic 0x%08x", binary.BigEndian.Uint32(b[8:]))
 			}
 			rd.order = order
@@ -429,7 +459,7 @@ func (rd *Reader) idb(b []byte) error {
 	if len(b) < 20 {
 		return rd.fail(rd.r, "interface description block too short (%d bytes)", len(b))
 	}
-	if rd.order == nil {
+	if !rd.order.known {
 		return rd.fail(rd.r, "interface description before any section header")
 	}
 	link := LinkType(rd.order.Uint16(b[8:]))
@@ -507,20 +537,33 @@ func pow10(n uint) uint64 {
 
 // options walks a pcapng option list; each value is passed without its padding.
 func (rd *Reader) options(b []byte, f func(code uint16, val []byte) error) error {
-	for len(b) >= 4 {
-		code, n := rd.order.Uint16(b), int(rd.order.Uint16(b[2:]))
-		if code == 0 {
-			return nil
-		}
-		if 4+n > len(b) {
-			return rd.fail(rd.r, "option %d length %d overruns its block", code, n)
-		}
-		if err := f(code, b[4:4+n]); err != nil {
+	for {
+		code, val, rest, err := rd.option(b)
+		if code == 0 || err != nil {
 			return err
 		}
-		b = b[min(len(b), 4+(n+3)&^3):]
+		if err := f(code, val); err != nil {
+			return err
+		}
+		b = rest
 	}
-	return nil
+}
+
+// option splits the first option off a pcapng option list: its code, its value without
+// padding, and the options after it. Code 0 (opt_endofopt, or no room for another) ends
+// the list.
+func (rd *Reader) option(b []byte) (code uint16, val, rest []byte, err error) {
+	if len(b) < 4 {
+		return 0, nil, nil, nil
+	}
+	code, n := rd.order.Uint16(b), int(rd.order.Uint16(b[2:]))
+	if code == 0 {
+		return 0, nil, nil, nil
+	}
+	if 4+n > len(b) {
+		return 0, nil, nil, rd.fail(rd.r, "option %d length %d overruns its block", code, n)
+	}
+	return code, b[4 : 4+n], b[min(len(b), 4+(n+3)&^3):], nil
 }
 
 func (rd *Reader) packetIface(id uint32) (*sectionIface, error) {
@@ -562,14 +605,29 @@ func (rd *Reader) epb(p *Packet, b []byte) (bool, error) {
 	p.Interface = si.iface
 	p.Direction = DirUnknown
 	if opts := b[min(len(b)-4, (end+3)&^3) : len(b)-4]; len(opts) >= 4 {
-		err = rd.options(opts, func(code uint16, val []byte) error {
-			if code == 2 && len(val) == 4 { // epb_flags
-				p.Direction = Direction(rd.order.Uint32(val) & 3)
-			}
-			return nil
-		})
+		flags, err := rd.epbFlags(opts)
+		if err != nil {
+			return false, err
+		}
+		p.Direction = Direction(flags & 3)
 	}
-	return err == nil, err
+	return true, nil
+}
+
+// epbFlags returns the epb_flags option of an enhanced packet block's options, 0 if none.
+// It runs for every packet, so it walks them itself rather than through a callback.
+func (rd *Reader) epbFlags(b []byte) (uint32, error) {
+	var flags uint32
+	for {
+		code, val, rest, err := rd.option(b)
+		if code == 0 || err != nil {
+			return flags, err
+		}
+		if code == 2 && len(val) == 4 {
+			flags = rd.order.Uint32(val)
+		}
+		b = rest
+	}
 }
 
 func (rd *Reader) spb(p *Packet, b []byte) (bool, error) {

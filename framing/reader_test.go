@@ -16,11 +16,11 @@ import (
 )
 
 var (
-	le byteOrder = binary.LittleEndian
-	be byteOrder = binary.BigEndian
+	le appendOrder = binary.LittleEndian
+	be appendOrder = binary.BigEndian
 )
 
-func orderName(o byteOrder) string {
+func orderName(o appendOrder) string {
 	if o == be {
 		return "big-endian"
 	}
@@ -28,7 +28,7 @@ func orderName(o byteOrder) string {
 }
 
 func TestReadPcapngByteOrders(t *testing.T) {
-	for _, order := range []byteOrder{le, be} {
+	for _, order := range []appendOrder{le, be} {
 		t.Run(orderName(order), func(t *testing.T) {
 			s := newNG(order).shb().
 				idb(LinkEthernet, 65535, optName("eth0"), optTsresol(9)).
@@ -127,7 +127,7 @@ func TestReadConcatenatedSections(t *testing.T) {
 }
 
 func TestReadSkipsAndSimpleBlocks(t *testing.T) {
-	for _, order := range []byteOrder{le, be} {
+	for _, order := range []appendOrder{le, be} {
 		t.Run(orderName(order), func(t *testing.T) {
 			s := newNG(order).shb().
 				raw(0x00000BAD, []byte("custom block, skipped")).
@@ -186,7 +186,7 @@ func TestReadTimestampResolution(t *testing.T) {
 		{"negative if_tsoffset", []ngOpt{optTsoffset(le, -10), optTsresol(9)}, 20e9 + 1, 10e9 + 1},
 	}
 	for _, c := range cases {
-		for _, order := range []byteOrder{le, be} {
+		for _, order := range []appendOrder{le, be} {
 			t.Run(c.name+"/"+orderName(order), func(t *testing.T) {
 				opts := make([]ngOpt, len(c.opts))
 				for i, o := range c.opts {
@@ -213,7 +213,7 @@ func TestReadTimestampResolution(t *testing.T) {
 }
 
 func TestReadEPBFlagsDirection(t *testing.T) {
-	for _, order := range []byteOrder{le, be} {
+	for _, order := range []appendOrder{le, be} {
 		t.Run(orderName(order), func(t *testing.T) {
 			comment := ngOpt{1, []byte("a comment before the flags")}
 			s := newNG(order).shb().idb(LinkEthernet, 0, optName("eth0")).
@@ -241,7 +241,7 @@ func TestReadEPBFlagsDirection(t *testing.T) {
 }
 
 func TestReadClassicPcap(t *testing.T) {
-	for _, order := range []byteOrder{le, be} {
+	for _, order := range []appendOrder{le, be} {
 		for _, nano := range []bool{false, true} {
 			name := fmt.Sprintf("%s/nano=%v", orderName(order), nano)
 			t.Run(name, func(t *testing.T) {
@@ -287,14 +287,14 @@ type formatErrorCase struct {
 	hugeLen bool     // the defect is a length over MaxRecord
 }
 
-func goodNG(order byteOrder, snap uint32) *ngStream {
+func goodNG(order appendOrder, snap uint32) *ngStream {
 	return newNG(order).shb().
 		idb(LinkEthernet, snap, optName("eth0"), optTsresol(9)).
 		epb(0, 1, frame(60, 1), 60).
 		epb(0, 2, frame(60, 2), 60)
 }
 
-func goodPcap(order byteOrder, snap uint32) *pcapStream {
+func goodPcap(order appendOrder, snap uint32) *pcapStream {
 	return newPcap(order, true, snap, LinkEthernet).rec(1, 1, frame(60, 1), 60).rec(1, 2, frame(60, 2), 60)
 }
 
@@ -305,7 +305,7 @@ func formatErrorCases() []formatErrorCase {
 	}
 	add("bad magic", []byte("GET / HTTP/1.1\r\nHost: example.com\r\n\r\n"), 0, 0, "bad magic 0x47455420")
 	add("bad magic pcap-like", []byte{0xd4, 0xc3, 0xb2, 0xa2, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 1, 0, 0, 0}, 0, 0, "bad magic 0xd4c3b2a2")
-	for _, order := range []byteOrder{le, be} {
+	for _, order := range []appendOrder{le, be} {
 		o := orderName(order)
 		s := goodNG(order, 0)
 		s.rawLen(6, s.epbBody(0, 3, frame(60, 3), 60, 60), MaxRecord+4, MaxRecord+4)
@@ -457,7 +457,7 @@ func TestReadTruncated(t *testing.T) {
 		msgs   []string
 	}
 	var cs []tcase
-	for _, order := range []byteOrder{le, be} {
+	for _, order := range []appendOrder{le, be} {
 		o := orderName(order)
 		p := goodPcap(order, 0)
 		cs = append(cs, tcase{o + " pcap header", p.bytes()[:10], 0, 0, []string{"truncated header", "after 10 bytes"}})

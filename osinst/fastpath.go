@@ -31,11 +31,12 @@ type fastKey struct {
 
 // fastEntry is what the slow path showed for one direction of a flow.
 type fastEntry struct {
+	key      fastKey
 	path     []int // rule entries counted, in order, ending with the accepting one
 	tcpFlags uint8 // the flags of the packets it holds for (ACK, PSH|ACK...)
 	lastSlow int64 // when a packet of it last went through the stack
-	nat      bool  // the stack translated it: to, below
-	to       fastKey
+	nat      bool  // the stack translated it: rewrite, below
+	rewrite  natRewrite
 	est      bool     // learnt from an ESTABLISHED packet: still right after a reply
 	routed   bool     // router mode: the frame leaves with macs and its TTL one less
 	macs     [12]byte // destination and source MAC of the frames the stack sent
@@ -58,7 +59,8 @@ type fastParsed struct {
 // fastParse reads an untagged Ethernet frame holding an unfragmented IPv4 datagram without
 // options, or an IPv6 packet without extension headers, carrying TCP or UDP, with sound
 // lengths and checksums; anything else is not for the fast path.
-func fastParse(p *framing.Packet) (fp fastParsed) {
+func fastParse(p *framing.Packet, fp *fastParsed) {
+	*fp = fastParsed{}
 	if p.Interface != nil && p.Interface.LinkType != framing.LinkEthernet {
 		return
 	}
@@ -138,7 +140,7 @@ const (
 
 // fast passes p if its flow direction is cached, and reports whether it did.
 func (in *Instance) fast(dir books.Dir, p *framing.Packet, fp *fastParsed, now int64) bool {
-	e := in.fastCache[dir][fp.key]
+	e := in.fastCache[dir].Get(&fp.key)
 	if e == nil || e.tcpFlags != fp.tcpFlags || now-e.lastSlow > int64(in.fastRefresh) {
 		in.fastMisses.Add(1)
 		return false
@@ -147,28 +149,87 @@ func (in *Instance) fast(dir books.Dir, p *framing.Packet, fp *fastParsed, now i
 		in.fastMisses.Add(1)
 		return false // the stack answers an expiring TTL
 	}
-	n := uint64(fp.n) // iptables counts the IP datagram
-	for _, i := range e.path {
-		c := &in.tables.entries[i]
-		c.packets.Add(1)
-		c.bytes.Add(n)
-	}
+	in.batch.count(e.path, fp.n)
 	if e.nat {
-		rewrite(p.Data, fp, &e.to) // in place: the frame is ours until it is written
+		e.rewrite.apply(p.Data, fp) // in place: the frame is ours until it is written
 	}
 	if e.routed {
 		copy(p.Data[:12], e.macs[:])
 		p.Data = p.Data[:14+fp.n]
 		p.Length = len(p.Data)
 	}
-	in.fastHits.Add(1)
 	in.emit(dir, *p, false)
 	return true
 }
 
-// rewrite translates a frame the fast path parsed to the addresses and ports of to, with
-// the IP and transport checksums adjusted for what changed.
-func rewrite(b []byte, fp *fastParsed, to *fastKey) {
+// fastBatch is what the fast path counted in one Input batch, rule entries and hits, added
+// to the shared atomic counters once at the end of the batch: an atomic add for every
+// counter a packet touches would cost more than the rest of passing it.
+type fastBatch struct {
+	hits    uint64
+	rules   []ruleTally // by filter entry
+	touched []int       // entries with a tally
+}
+
+type ruleTally struct{ packets, bytes uint64 }
+
+// count notes a packet of n IP bytes passed through the rule entries of path.
+func (b *fastBatch) count(path []int, n int) {
+	b.hits++
+	for _, i := range path {
+		t := &b.rules[i]
+		if t.packets == 0 {
+			b.touched = append(b.touched, i)
+		}
+		t.packets++
+		t.bytes += uint64(n) // iptables counts the IP datagram
+	}
+}
+
+// settleFast adds what the fast path counted in this batch to the shared counters.
+func (in *Instance) settleFast() {
+	b := &in.batch
+	if b.hits == 0 {
+		return
+	}
+	in.fastHits.Add(b.hits)
+	b.hits = 0
+	for _, i := range b.touched {
+		c, t := &in.tables.entries[i], &b.rules[i]
+		c.packets.Add(t.packets)
+		c.bytes.Add(t.bytes)
+		*t = ruleTally{}
+	}
+	b.touched = b.touched[:0]
+}
+
+// natRewrite is a translation the fast path repeats: the addresses and ports of to, and
+// what writing them adds to the ones'-complement sums of the IPv4 header and of the
+// transport checksum (RFC 1624: HC' = ~(~HC + ~m + m')), worked out once per flow rather
+// than field by field for every packet.
+type natRewrite struct {
+	to      fastKey
+	ipDelta uint32 // the IPv4 header's: the addresses
+	l4Delta uint32 // the transport checksum's: the addresses (pseudo-header) and ports
+}
+
+// newRewrite returns the translation of packets keyed from into to.
+func newRewrite(from, to *fastKey) natRewrite {
+	n := 4
+	if from.v6 {
+		n = 16
+	}
+	var ports, toPorts [4]byte
+	binary.BigEndian.PutUint16(ports[:], from.sport)
+	binary.BigEndian.PutUint16(ports[2:], from.dport)
+	binary.BigEndian.PutUint16(toPorts[:], to.sport)
+	binary.BigEndian.PutUint16(toPorts[2:], to.dport)
+	addrs := csum.Delta(csum.Delta(0, from.src[:n], to.src[:n]), from.dst[:n], to.dst[:n])
+	return natRewrite{to: *to, ipDelta: addrs, l4Delta: csum.Delta(addrs, ports[:], toPorts[:])}
+}
+
+// apply translates a frame the fast path parsed, in place.
+func (r *natRewrite) apply(b []byte, fp *fastParsed) {
 	l4 := b[fp.l4:]
 	var cs []byte // the transport checksum field, if there is one to keep
 	switch fp.key.proto {
@@ -179,34 +240,24 @@ func rewrite(b []byte, fp *fastParsed, to *fastKey) {
 			cs = l4[6:8]
 		}
 	}
-	adjust := func(field, value []byte) {
-		if cs != nil {
-			c := csum.Adjust(binary.BigEndian.Uint16(cs), field, value)
-			if c == 0 && fp.key.proto == 17 {
-				c = 0xffff
-			}
-			binary.BigEndian.PutUint16(cs, c)
+	if cs != nil {
+		c := csum.Fold(uint32(^binary.BigEndian.Uint16(cs)) + r.l4Delta)
+		if c == 0 && fp.key.proto == 17 {
+			c = 0xffff // 0 would say "no checksum"
 		}
-		copy(field, value)
+		binary.BigEndian.PutUint16(cs, c)
 	}
-	var ports [4]byte
-	binary.BigEndian.PutUint16(ports[:], to.sport)
-	binary.BigEndian.PutUint16(ports[2:], to.dport)
 	if fp.key.v6 {
-		adjust(b[14+8:14+24], to.src[:])
-		adjust(b[14+24:14+40], to.dst[:])
+		copy(b[14+8:14+24], r.to.src[:])
+		copy(b[14+24:14+40], r.to.dst[:])
 	} else {
 		ip := b[14:34]
-		var addrs [8]byte
-		copy(addrs[:4], to.src[:4])
-		copy(addrs[4:], to.dst[:4])
-		hc := binary.BigEndian.Uint16(ip[10:])
-		hc = csum.Adjust(hc, ip[12:20], addrs[:])
-		binary.BigEndian.PutUint16(ip[10:], hc)
-		adjust(ip[12:16], to.src[:4])
-		adjust(ip[16:20], to.dst[:4])
+		binary.BigEndian.PutUint16(ip[10:], csum.Fold(uint32(^binary.BigEndian.Uint16(ip[10:]))+r.ipDelta))
+		copy(ip[12:16], r.to.src[:4])
+		copy(ip[16:20], r.to.dst[:4])
 	}
-	adjust(l4[0:4], ports[:])
+	binary.BigEndian.PutUint16(l4[0:], r.to.sport)
+	binary.BigEndian.PutUint16(l4[2:], r.to.dport)
 }
 
 // decrementTTL takes one from a frame's IPv4 TTL (adjusting the header checksum) or IPv6
@@ -240,14 +291,16 @@ func (in *Instance) learnRouted(dir books.Dir, p *framing.Packet, fp *fastParsed
 		return
 	}
 	q := framing.Packet{Data: out}
-	tp := fastParse(&q)
+	var tp fastParsed
+	fastParse(&q, &tp)
 	if !tp.ok || tp.n != fp.n {
 		return
 	}
 	trial := append([]byte(nil), p.Data[:14+fp.n]...)
 	translated := tp.key != fp.key
+	rw := newRewrite(&fp.key, &tp.key)
 	if translated {
-		rewrite(trial, fp, &tp.key)
+		rw.apply(trial, fp)
 	}
 	copy(trial[:12], out[:12])
 	if !decrementTTL(trial, fp.key.v6) || string(trial) != string(out) {
@@ -257,7 +310,7 @@ func (in *Instance) learnRouted(dir books.Dir, p *framing.Packet, fp *fastParsed
 	if e == nil {
 		return
 	}
-	e.nat, e.to, e.routed, e.est = translated, tp.key, true, st == rules.StateEstablished
+	e.nat, e.rewrite, e.routed, e.est = translated, rw, true, st == rules.StateEstablished
 	copy(e.macs[:], out[:12])
 }
 
@@ -272,25 +325,26 @@ func (in *Instance) learn(dir books.Dir, p *framing.Packet, fp *fastParsed, st r
 	if !fp.ok || fp.control || (st != rules.StateNew && st != rules.StateEstablished) || !in.seenBefore(dir, &fp.key) {
 		return // seenBefore: a flood of one-packet flows would only fill the cache
 	}
-	var to fastKey
+	var rw natRewrite
 	translated := false
 	if natted != nil {
 		q := framing.Packet{Data: append(append(make([]byte, 0, 14+len(natted)), p.Data[:14]...), natted...), Interface: p.Interface}
-		tp := fastParse(&q)
+		var tp fastParsed
+		fastParse(&q, &tp)
 		if !tp.ok || tp.n != fp.n {
 			return
 		}
-		to, translated = tp.key, tp.key != fp.key
+		rw, translated = newRewrite(&fp.key, &tp.key), tp.key != fp.key
 		if translated {
 			trial := append([]byte(nil), p.Data[:14+fp.n]...)
-			rewrite(trial, fp, &to)
+			rw.apply(trial, fp)
 			if string(trial[14:]) != string(natted) {
 				return // the stack did more than the fast path can repeat
 			}
 		}
 	}
 	if e := in.cacheEntry(dir, fp, now); e != nil {
-		e.nat, e.to, e.est = translated, to, st == rules.StateEstablished
+		e.nat, e.rewrite, e.est = translated, rw, st == rules.StateEstablished
 	}
 }
 
@@ -303,13 +357,13 @@ func (in *Instance) cacheEntry(dir books.Dir, fp *fastParsed, now int64) *fastEn
 		}
 	}
 	m := in.fastCache[dir]
-	if len(m) >= in.fastMax {
+	if m.Len() >= in.fastMax {
 		return nil // full: flows beyond it take the slow path; entries go when their flows end
 	}
-	e := m[fp.key]
+	e := m.Get(&fp.key)
 	if e == nil {
-		e = &fastEntry{}
-		m[fp.key] = e
+		e = &fastEntry{key: fp.key}
+		m.Put(e)
 	}
 	e.path = append(e.path[:0], in.curPath...)
 	e.tcpFlags, e.lastSlow = fp.tcpFlags, now
@@ -350,8 +404,8 @@ func (in *Instance) restudy(passed bool, st rules.State, keys ...fastKey) {
 		r := key.reversed()
 		for _, m := range in.fastCache {
 			for _, k := range [2]fastKey{key, r} {
-				if e, ok := m[k]; ok && !e.est {
-					delete(m, k)
+				if e := m.Get(&k); e != nil && !e.est {
+					m.Delete(&k)
 					in.fastEvicted.Add(1)
 				}
 			}
@@ -377,8 +431,7 @@ func (in *Instance) forgetFlow(keys ...fastKey) {
 		r := key.reversed()
 		for _, m := range in.fastCache {
 			for _, k := range [2]fastKey{key, r} {
-				if _, ok := m[k]; ok {
-					delete(m, k)
+				if m.Delete(&k) {
 					in.fastEvicted.Add(1)
 				}
 			}
@@ -392,10 +445,18 @@ func natKey(p *framing.Packet, fp *fastParsed, natted []byte) fastKey {
 		return fp.key
 	}
 	q := framing.Packet{Data: append(append(make([]byte, 0, 14+len(natted)), p.Data[:14]...), natted...), Interface: p.Interface}
-	if tp := fastParse(&q); tp.ok {
+	var tp fastParsed
+	if fastParse(&q, &tp); tp.ok {
 		return tp.key
 	}
 	return fp.key
+}
+
+// equal is k == o, spelled out field by field: the compiler compares the struct as a
+// whole through a call to memequal.
+func (k *fastKey) equal(o *fastKey) bool {
+	return k.src == o.src && k.dst == o.dst && k.sport == o.sport && k.dport == o.dport &&
+		k.proto == o.proto && k.v6 == o.v6
 }
 
 // reversed is the key of the other direction of the flow.
@@ -416,5 +477,5 @@ func (in *Instance) FastPathStats() FastPath {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	return FastPath{Hits: in.fastHits.Load(), Misses: in.fastMisses.Load(), Evictions: in.fastEvicted.Load(),
-		Cached: len(in.fastCache[0]) + len(in.fastCache[1])}
+		Cached: in.fastCache[0].Len() + in.fastCache[1].Len()}
 }

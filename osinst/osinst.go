@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"io"
 	mrand "math/rand"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"sync"
@@ -135,10 +136,11 @@ type Instance struct {
 	// The fast path (transparent filter): per direction, what the stack showed for the
 	// established flows; curPath the rule entries the frame being processed met; now the
 	// time of the batch being processed.
-	fastCache   [2]map[fastKey]*fastEntry
+	fastCache   [2]*fastTable
 	fastMax     int
 	fastRefresh time.Duration
 	fastHits    atomic.Uint64
+	batch       fastBatch       // what the fast path counted in the batch being processed
 	fastMisses  atomic.Uint64   // packets the fast path could take but did not find cached
 	fastEvicted atomic.Uint64   // entries dropped because the stack saw their flow again
 	seen        [1 << 14]uint64 // hashes of flow directions met once, for seenBefore (14 bits)
@@ -294,7 +296,7 @@ func New(cfg Config, east, west Output, bk *books.Books) (*Instance, error) {
 		if cfg.MaxFlows <= 0 {
 			in.fastMax = 2 * DefaultMaxFlows
 		}
-		in.fastCache = [2]map[fastKey]*fastEntry{{}, {}}
+		in.fastCache = [2]*fastTable{newFastTable(rand.Uint64), newFastTable(rand.Uint64)}
 	}
 	if cfg.Filter != nil || cfg.NAT != nil {
 		in.flowTab = newFlowTable(cfg.MaxFlows, withDefaults(cfg.Timeouts))
@@ -316,6 +318,9 @@ func New(cfg Config, east, west Output, bk *books.Books) (*Instance, error) {
 		}
 		*t.dst = tb
 		tb.install(in.ipt)
+	}
+	if in.tables != nil {
+		in.batch.rules = make([]ruleTally, len(in.tables.entries))
 	}
 	if in.router {
 		if err := in.setupRouter(); err != nil {
@@ -394,19 +399,20 @@ func (in *Instance) Input(dir books.Dir, pkts []framing.Packet) {
 	}
 	in.now = time.Now().UnixNano()
 	side := &in.bk.Dir[dir]
+	n := framing.Bytes(pkts)
+	side.In.Add(len(pkts), n)
+	if in.closed {
+		side.Drop(books.Unsent, len(pkts), n)
+		return
+	}
 	for i := range pkts {
-		p := &pkts[i]
-		side.In.Add(1, len(p.Data))
-		if in.closed {
-			side.Drop(books.Unsent, 1, len(p.Data))
-			continue
-		}
 		if in.router {
-			in.route(dir, p)
+			in.route(dir, &pkts[i])
 		} else {
-			in.bridge(dir, p)
+			in.bridge(dir, &pkts[i])
 		}
 	}
+	in.settleFast()
 	in.flushPending()
 }
 

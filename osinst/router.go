@@ -182,7 +182,7 @@ func (in *Instance) route(dir books.Dir, p *framing.Packet) {
 	}
 	var fp fastParsed
 	if in.fastMax > 0 && etype != etherARP {
-		if fp = fastParse(p); fp.ok && !fp.control && in.fast(dir, p, &fp, in.now) {
+		if fastParse(p, &fp); fp.ok && !fp.control && in.fast(dir, p, &fp, in.now) {
 			return
 		}
 		in.curPath = in.curPath[:0]
