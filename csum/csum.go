@@ -13,19 +13,26 @@ import (
 func Sum(b []byte, acc uint32) uint32 {
 	// Eight bytes at a time with end-around carry: 2^16 is 1 modulo 2^16-1, so the
 	// ones'-complement sum of 64-bit big-endian words folds to that of the 16-bit ones.
-	var s, c uint64
+	// Two carry chains, one for each half of a 32-byte step, so the CPU can run them side
+	// by side; their sums are added at the end.
+	var s, c, s2, c2 uint64
 	for len(b) >= 32 {
 		s, c = bits.Add64(s, binary.BigEndian.Uint64(b), c)
-		s, c = bits.Add64(s, binary.BigEndian.Uint64(b[8:]), c)
+		s2, c2 = bits.Add64(s2, binary.BigEndian.Uint64(b[8:]), c2)
 		s, c = bits.Add64(s, binary.BigEndian.Uint64(b[16:]), c)
-		s, c = bits.Add64(s, binary.BigEndian.Uint64(b[24:]), c)
+		s2, c2 = bits.Add64(s2, binary.BigEndian.Uint64(b[24:]), c2)
 		b = b[32:]
 	}
 	for len(b) >= 8 {
 		s, c = bits.Add64(s, binary.BigEndian.Uint64(b), c)
 		b = b[8:]
 	}
-	s += c // cannot carry out: s is at most 2^64-2 after a carry
+	// Join the chains: s plus s2 plus both carries, the carries out of that (up to two)
+	// added back end-around; one that wraps s leaves it below 2, so adding 1 cannot.
+	s, c = bits.Add64(s, s2, c)
+	s, c2 = bits.Add64(s, c2, 0)
+	c += c2
+	s += c
 	if s < c {
 		s++
 	}
