@@ -122,6 +122,9 @@ func Evaluate(aims []Aim, results []Result) []AimResult {
 			ar.Note = "not measured"
 		case a.Below:
 			ar.Met = ar.Value < a.Target
+			if l := r.FloorLatency; a.Metric == MetricP99 && l != nil {
+				ar.Note = fmt.Sprintf("floor (cat for the stages): p99 %.0f us", l.P99)
+			}
 		default:
 			ar.Met = ar.Value >= a.Target
 		}

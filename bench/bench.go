@@ -125,9 +125,9 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 // measure runs w and its floor runs times each, alternately, so that whatever else the
 // machine does falls on both alike.
 func measure(ctx context.Context, runner Runner, w Workload, runs int, work string) (Result, error) {
-	r := Result{ID: w.ID, Label: w.Label, Kind: w.Kind, Packets: w.Packets, FrameBytes: w.FrameBytes}
+	r := Result{ID: w.ID, Label: w.Label, FloorLabel: w.FloorLabel, Kind: w.Kind, Packets: w.Packets, FrameBytes: w.FrameBytes}
 	var samples, floorSamples []Sample
-	var lat []LatencyStats
+	var lat, floorLat []LatencyStats
 	for i := range runs {
 		stats := filepath.Join(work, fmt.Sprintf("%s-%d.json", w.ID, i))
 		s, err := runner.Run(ctx, w.Cmd, StatsEnv+"="+stats)
@@ -155,23 +155,33 @@ func measure(ctx context.Context, runner Runner, w Workload, runs int, work stri
 			lat = append(lat, l)
 		}
 		if w.Floor != "" {
-			f, err := runner.Run(ctx, w.Floor)
+			f, err := runner.Run(ctx, w.Floor, StatsEnv+"="+stats)
 			if err != nil {
 				return r, fmt.Errorf("floor: %w", err)
 			}
 			floorSamples = append(floorSamples, f)
+			if w.Kind == Latency {
+				l, err := readLatency(stats)
+				if err != nil {
+					return r, fmt.Errorf("floor: %w", err)
+				}
+				floorLat = append(floorLat, l)
+			}
 		}
 	}
 	r.Run = Summarize(w.Cmd, samples, w.Packets, w.FrameBytes)
 	if w.Floor != "" {
 		f := Summarize(w.Floor, floorSamples, w.Packets, w.FrameBytes)
 		r.Floor = &f
-		if r.Run.Seconds > 0 {
+		if r.Run.Seconds > 0 && w.Kind != Latency { // paced: both take the pace's time
 			r.FloorShare = f.Seconds / r.Run.Seconds
 		}
 	}
 	if len(lat) > 0 {
 		r.Latency = medianLatency(lat)
+	}
+	if len(floorLat) > 0 {
+		r.FloorLatency = medianLatency(floorLat)
 	}
 	return r, nil
 }

@@ -99,11 +99,12 @@ func WriteChart(path string, r *Results) error {
 	return nil
 }
 
-// chartRows returns the results the chart shows: those with a throughput and a floor.
+// chartRows returns the results the chart shows: those with a throughput and a floor (a
+// paced chain's rate is its pace).
 func chartRows(r *Results) []Result {
 	var rows []Result
 	for _, res := range r.Workloads {
-		if res.Floor != nil && res.Run.Mpps > 0 && res.Floor.Mpps > 0 {
+		if res.Kind != Latency && res.Floor != nil && res.Run.Mpps > 0 && res.Floor.Mpps > 0 {
 			rows = append(rows, res)
 		}
 	}

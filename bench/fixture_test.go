@@ -21,7 +21,8 @@ func fixedResults() *Results {
 			Run: flows, Floor: &floor, FloorShare: floor.Seconds / flows.Seconds,
 			Connections: &ConnectionsStats{Tracked: 1_000_000, Refused: 0, Limit: MaxFlows}},
 		{ID: "latency-4", Label: "idle latency: src | fw | nat | sink", Kind: Latency, Packets: 2000, FrameBytes: 64,
-			Run: lat, Latency: &LatencyStats{Samples: 2000, P50: 40.5, P90: 60.2, P99: 90, Max: 1200}},
+			Run: lat, Latency: &LatencyStats{Samples: 2000, P50: 40.5, P90: 60.2, P99: 90, Max: 1200},
+			Floor: &lat, FloorLabel: "src | cat | cat | sink", FloorLatency: &LatencyStats{Samples: 2000, P50: 30, P90: 50, P99: 80.4, Max: 900}},
 	}
 	r.Aims = Evaluate(Aims(), r.Workloads)
 	return r

@@ -51,6 +51,9 @@ func TestJSONFields(t *testing.T) {
 			Latency *struct {
 				P99 float64 `json:"p99"`
 			} `json:"latency_us"`
+			FloorLatency *struct {
+				P99 float64 `json:"p99"`
+			} `json:"floor_latency_us"`
 		} `json:"workloads"`
 		Aims []struct {
 			Workload string  `json:"workload"`
@@ -73,8 +76,8 @@ func TestJSONFields(t *testing.T) {
 	if c := doc.Workloads[1].Connections; c == nil || c.Tracked != 1_000_000 {
 		t.Errorf("flows-rss connections: %+v", c)
 	}
-	if l := doc.Workloads[2].Latency; l == nil || l.P99 != 90 || doc.Workloads[2].Floor != nil {
-		t.Errorf("latency-4: latency %+v, floor %+v: want p99 90, no floor", l, doc.Workloads[2].Floor)
+	if l, fl := doc.Workloads[2].Latency, doc.Workloads[2].FloorLatency; l == nil || l.P99 != 90 || fl == nil || fl.P99 != 80.4 {
+		t.Errorf("latency-4: latency %+v, floor latency %+v: want p99 90, floor p99 80.4", l, fl)
 	}
 	if len(doc.Aims) != 3 {
 		t.Errorf("%d aims, want the 3 of the workloads that ran: %+v", len(doc.Aims), doc.Aims)

@@ -36,12 +36,16 @@ func WriteMarkdown(w io.Writer, r *Results) error {
 		if res.Kind == Latency {
 			row[5], row[6] = "paced", "paced"
 		}
-		if res.Floor != nil {
+		if res.Floor != nil && res.Kind != Latency {
 			row[9] = fmt.Sprintf("%.0f%%", 100*res.FloorShare)
 		}
 		rows = append(rows, row)
 		if f := res.Floor; f != nil {
-			rows = append(rows, []string{cell("floor: " + floorLabel(f.Command)), "", fmt.Sprint(f.Runs), fmt.Sprint(res.Packets), f3(f.Seconds), f3(f.Mpps), f3(f.Gbps), f2(f.CPUSeconds), rss(f.PeakRSSMiB, r.RunnerRSSMiB), ""})
+			frow := []string{cell("floor: " + res.floorLabel()), "", fmt.Sprint(f.Runs), fmt.Sprint(res.Packets), f3(f.Seconds), f3(f.Mpps), f3(f.Gbps), f2(f.CPUSeconds), rss(f.PeakRSSMiB, r.RunnerRSSMiB), ""}
+			if res.Kind == Latency {
+				frow[5], frow[6] = "paced", "paced"
+			}
+			rows = append(rows, frow)
 		}
 	}
 	table(bw, rows, "llrrrrrrrr")
@@ -52,6 +56,9 @@ func WriteMarkdown(w io.Writer, r *Results) error {
 		if l := res.Latency; l != nil {
 			lat = append(lat, []string{cell(res.Label), fmt.Sprint(l.Samples), f1(l.P50), f1(l.P90), f1(l.P99), f1(l.Max)})
 		}
+		if l, f := res.FloorLatency, res.Floor; l != nil && f != nil {
+			lat = append(lat, []string{cell("floor: " + res.floorLabel()), fmt.Sprint(l.Samples), f1(l.P50), f1(l.P90), f1(l.P99), f1(l.Max)})
+		}
 		if c := res.Connections; c != nil {
 			conn = append(conn, []string{cell(res.Label), fmt.Sprint(res.Packets), fmt.Sprint(c.Tracked), fmt.Sprint(c.Refused), fmt.Sprint(c.Limit), rss(res.Run.PeakRSSMiB, r.RunnerRSSMiB)})
 		}
@@ -59,7 +66,9 @@ func WriteMarkdown(w io.Writer, r *Results) error {
 	if len(lat) > 0 {
 		p("\n## Latency of an idle chain\n\n")
 		p("Packets sent one at a time (%d per second), each stamped when sent; the sink's arrival time minus that stamp, in\n", LatencyRate)
-		p("microseconds (median over the runs of each percentile). The source starts sending once the stages have started.\n\n")
+		p("microseconds (median over the runs of each percentile). The source starts sending once the stages have started.\n")
+		p("A floor puts `cat` in place of the stages between source and sink: the same pipes, each hop a process woken by\n")
+		p("the kernel, which is most of an idle chain's latency on a virtual machine.\n\n")
 		table(bw, append([][]string{{"chain", "packets", "p50 us", "p90 us", "p99 us", "max us"}}, lat...), "lrrrrr")
 	}
 	if len(conn) > 0 {
@@ -86,8 +95,11 @@ func WriteMarkdown(w io.Writer, r *Results) error {
 }
 
 // floorLabel shortens a floor command for the table: the trace path becomes f.
-func floorLabel(cmd string) string {
-	fields := strings.Fields(cmd)
+func (r *Result) floorLabel() string {
+	if r.FloorLabel != "" {
+		return r.FloorLabel
+	}
+	fields := strings.Fields(r.Floor.Command)
 	if len(fields) > 1 && fields[0] == "cat" {
 		fields[1] = "f"
 	}

@@ -59,10 +59,13 @@ func TestWriteMarkdown(t *testing.T) {
 	if got := rowIn("## Latency of an idle chain", "| idle latency: src \\| fw \\| nat \\| sink |"); strings.Join(got[1:], ",") != "2000,40.5,60.2,90.0,1200.0" {
 		t.Errorf("latency percentiles %q", got)
 	}
+	if got := rowIn("## Latency of an idle chain", "| floor: src \\| cat \\| cat \\| sink "); strings.Join(got[1:], ",") != "2000,30.0,50.0,80.4,900.0" {
+		t.Errorf("latency floor percentiles %q", got)
+	}
 	if got := row("| 1M flows: cat f \\| stdpkt-fw |"); strings.Join(got[1:], ",") != "1000000,1000000,0,1100000,250" {
 		t.Errorf("connections row %q", got)
 	}
-	if got := row("| added latency of an idle 4-stage chain, p99"); strings.Join(got[1:5], ",") != "latency-4,90 us,< 100 us,yes" {
+	if got := row("| added latency of an idle 4-stage chain, p99"); strings.Join(got[1:6], ",") != "latency-4,90 us,< 100 us,yes,floor (cat for the stages): p99 80 us" {
 		t.Errorf("latency aim %q", got)
 	}
 	if got := row("| one stage at 64 B (fw)"); strings.Join(got[1:5], ",") != "fw-64,0.5 Mpps,>= 10 Mpps,no" {

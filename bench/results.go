@@ -43,6 +43,7 @@ type TraceResult struct {
 type Result struct {
 	ID         string       `json:"id"`
 	Label      string       `json:"label"`
+	FloorLabel string       `json:"floor_label,omitempty"` // "" for the floor's command
 	Kind       Kind         `json:"kind"`
 	Packets    int          `json:"packets"`
 	FrameBytes int          `json:"frame_bytes"`
@@ -52,6 +53,9 @@ type Result struct {
 	FloorShare  float64           `json:"floor_share,omitempty"`
 	Connections *ConnectionsStats `json:"connections,omitempty"`
 	Latency     *LatencyStats     `json:"latency_us,omitempty"`
+	// FloorLatency is the latency of the same paced chain with cat in place of the
+	// stages between source and sink: what the pipes and wake-ups alone cost.
+	FloorLatency *LatencyStats `json:"floor_latency_us,omitempty"`
 }
 
 // ConnectionsStats is a stage's connection table at the end of a Connections workload,

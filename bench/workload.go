@@ -36,6 +36,7 @@ type Workload struct {
 	Kind       Kind
 	Cmd        string // a bash pipeline; "$BENCH_STATS" is the file for --stats-json
 	Floor      string // the same bytes through cat and as many pipes; "" for none
+	FloorLabel string // what the report calls the floor; "" for its command
 	Packets    int
 	FrameBytes int
 	Stack      bool   // network stages or a paced chain: run Config.StackRuns times
@@ -92,7 +93,8 @@ func Workloads(s Sizes, traceDir, rules string) []Workload {
 		{ID: "latency-2", Label: fmt.Sprintf("idle latency: stdpkt-src --gen rate=%d | stdpkt-sink --latency (2 stages)", LatencyRate),
 			Kind: Latency, Stack: true, Cmd: paced + " | " + sinkLatency, Packets: s.Latency, FrameBytes: 64},
 		{ID: "latency-4", Label: fmt.Sprintf("idle latency: stdpkt-src --gen rate=%d | fw | nat | stdpkt-sink --latency (4 stages)", LatencyRate),
-			Kind: Latency, Stack: true, Cmd: paced + " | " + fw + " | " + nat + " | " + sinkLatency, Packets: s.Latency, FrameBytes: 64},
+			Kind: Latency, Stack: true, Cmd: paced + " | " + fw + " | " + nat + " | " + sinkLatency, Packets: s.Latency, FrameBytes: 64,
+			Floor: paced + " | cat | cat | " + sinkLatency, FloorLabel: fmt.Sprintf("stdpkt-src --gen rate=%d | cat | cat | stdpkt-sink --latency", LatencyRate)},
 	}
 }
 

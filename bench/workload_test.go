@@ -21,8 +21,11 @@ func TestWorkloads(t *testing.T) {
 		if w.Packets <= 0 || w.FrameBytes <= 0 || w.Label == "" || w.Cmd == "" {
 			t.Errorf("%s: %+v", w.ID, w)
 		}
-		if (w.Kind == Latency) != (w.Floor == "") {
-			t.Errorf("%s: kind %s, floor %q: every throughput workload has a floor, latency none", w.ID, w.Kind, w.Floor)
+		if w.Kind != Latency && w.Floor == "" {
+			t.Errorf("%s: kind %s: every throughput workload has a floor", w.ID, w.Kind)
+		}
+		if w.Kind == Latency && w.Floor != "" && (!strings.Contains(w.Floor, "| cat |") || !strings.Contains(w.Floor, `--stats-json "$BENCH_STATS"`) || w.FloorLabel == "") {
+			t.Errorf("%s: latency floor %q (%q): want cat for the stages, the sink's stats, a label", w.ID, w.Floor, w.FloorLabel)
 		}
 		if w.Trace != "" && !traces[w.Trace] {
 			t.Errorf("%s: unknown trace %q", w.ID, w.Trace)
