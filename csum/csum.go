@@ -11,6 +11,9 @@ import (
 // pseudo-header, then a segment) can be chained. acc stays below 2^17 plus what the caller
 // passed in.
 func Sum(b []byte, acc uint32) uint32 {
+	if len(b) < 32 {
+		return acc + sumShort(b)
+	}
 	// Eight bytes at a time with end-around carry: 2^16 is 1 modulo 2^16-1, so the
 	// ones'-complement sum of 64-bit big-endian words folds to that of the 16-bit ones.
 	// Two carry chains, one for each half of a 32-byte step, so the CPU can run them side
@@ -79,4 +82,31 @@ func Delta(acc uint32, old, new []byte) uint32 {
 		acc = acc>>16 + acc&0xffff
 	}
 	return acc
+}
+
+// sumShort sums fewer than 32 bytes, a header or a pseudo-header, as big-endian 32-bit
+// words in a 64-bit accumulator (2^32 is 1 modulo 2^16-1, as 2^16 is): no carries to
+// track, a few loads and adds where the carry chains above cost more to set up and join.
+func sumShort(b []byte) uint32 {
+	var s uint64
+	if len(b) >= 16 {
+		s = uint64(binary.BigEndian.Uint32(b)) + uint64(binary.BigEndian.Uint32(b[4:])) +
+			uint64(binary.BigEndian.Uint32(b[8:])) + uint64(binary.BigEndian.Uint32(b[12:]))
+		b = b[16:]
+	}
+	for len(b) >= 4 {
+		s += uint64(binary.BigEndian.Uint32(b))
+		b = b[4:]
+	}
+	if len(b) >= 2 {
+		s += uint64(b[0])<<8 | uint64(b[1])
+		b = b[2:]
+	}
+	if len(b) == 1 {
+		s += uint64(b[0]) << 8
+	}
+	s = s>>32 + s&0xffffffff // below 2^35 to start with: now below 2^32 + 8
+	s = s>>16 + s&0xffff
+	s = s>>16 + s&0xffff // at most 2^16
+	return uint32(s)
 }

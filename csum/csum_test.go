@@ -81,6 +81,14 @@ func TestSumMatchesWordSum(t *testing.T) {
 	}
 }
 
+func BenchmarkSum20(b *testing.B) {
+	buf := make([]byte, 20)
+	b.SetBytes(int64(len(buf)))
+	for b.Loop() {
+		Sum(buf, 0)
+	}
+}
+
 func BenchmarkSum1480(b *testing.B) {
 	buf := make([]byte, 1480)
 	b.SetBytes(int64(len(buf)))

@@ -77,7 +77,11 @@ func fastParse(p *framing.Packet, fp *fastParsed) {
 			return // not version 4, or options
 		}
 		tot := int(binary.BigEndian.Uint16(ip[2:]))
-		if tot < 20 || tot > len(ip) || binary.BigEndian.Uint16(ip[6:])&0x3fff != 0 || csum.Fold(csum.Sum(ip[:20], 0)) != 0 {
+		if tot < 20 || tot > len(ip) || binary.BigEndian.Uint16(ip[6:])&0x3fff != 0 {
+			return
+		}
+		pseudo = csum.Sum(ip[12:20], 0) // the addresses: in the header and the pseudo-header
+		if csum.Fold(csum.Sum(ip[:12], pseudo)) != 0 {
 			return
 		}
 		fp.key.proto = ip[9]
@@ -85,7 +89,6 @@ func fastParse(p *framing.Packet, fp *fastParsed) {
 		copy(fp.key.dst[:4], ip[16:20])
 		l4 = ip[20:tot]
 		fp.l4, fp.n = 14+20, tot
-		pseudo = csum.Sum(ip[12:20], 0)
 	case etherIPv6:
 		ip := b[14:]
 		if len(ip) < 40 || ip[0]>>4 != 6 {
