@@ -586,16 +586,19 @@ func (rd *Reader) checkLen(caplen uint32, room int, snap uint32) error {
 }
 
 func (rd *Reader) epb(p *Packet, b []byte) (bool, error) {
+	// Every packet comes this way: the checks are inline, their messages out of line.
 	if len(b) < 32 {
 		return false, rd.fail(rd.r, "enhanced packet block too short (%d bytes)", len(b))
 	}
-	si, err := rd.packetIface(rd.order.Uint32(b[8:]))
-	if err != nil {
+	id := rd.order.Uint32(b[8:])
+	if uint64(id) >= uint64(len(rd.section)) {
+		_, err := rd.packetIface(id)
 		return false, err
 	}
+	si := &rd.section[id]
 	caplen := rd.order.Uint32(b[20:])
-	if err := rd.checkLen(caplen, len(b)-32, si.iface.SnapLen); err != nil {
-		return false, err
+	if caplen == 0 || int64(caplen) > int64(len(b)-32) || (si.iface.SnapLen != 0 && caplen > si.iface.SnapLen) {
+		return false, rd.checkLen(caplen, len(b)-32, si.iface.SnapLen)
 	}
 	end := 28 + int(caplen)
 	ts := uint64(rd.order.Uint32(b[12:]))<<32 | uint64(rd.order.Uint32(b[16:]))
@@ -617,6 +620,10 @@ func (rd *Reader) epb(p *Packet, b []byte) (bool, error) {
 // epbFlags returns the epb_flags option of an enhanced packet block's options, 0 if none.
 // It runs for every packet, so it walks them itself rather than through a callback.
 func (rd *Reader) epbFlags(b []byte) (uint32, error) {
+	// As stdpkt, tcpdump and tshark write them: epb_flags, then the end of the options.
+	if len(b) >= 8 && rd.order.Uint16(b) == 2 && rd.order.Uint16(b[2:]) == 4 && (len(b) < 12 || rd.order.Uint16(b[8:]) == 0) {
+		return rd.order.Uint32(b[4:]), nil
+	}
 	var flags uint32
 	for {
 		code, val, rest, err := rd.option(b)
