@@ -207,7 +207,12 @@ func send(ctx context.Context, p *pacer, stampNow bool, pkts []framing.Packet, o
 			pkts[i].Timestamp = time.Now().UnixNano()
 		}
 	}
-	return write(out, pkts[from:], st)
+	if err := write(out, pkts[from:], st); err != nil {
+		return err
+	}
+	// A paced frame leaves when it is due: the last of the batch too, not when the next
+	// batch's first frame has waited its turn.
+	return out.Flush()
 }
 
 func write(out *framing.Writer, pkts []framing.Packet, st *nf.Stage) error {
