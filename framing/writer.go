@@ -206,28 +206,30 @@ func (w *Writer) encode(p *Packet) {
 		return
 	}
 	id := w.ifaceID(ifc)
-	pad := (4 - n&3) & 3
-	size := 32 + n + pad
+	data := (n + 3) &^ 3 // the packet padded to 32 bits
+	size := 32 + data
 	if p.Direction != DirUnknown {
 		size += 12
 	}
 	h := w.grow(size)
-	le.PutUint32(h, blockEPB)
-	le.PutUint32(h[4:], uint32(size))
-	le.PutUint32(h[8:], id)
+	// Fixed-size views: one bounds check each, not one per field (this runs per packet).
+	hdr := (*[28]byte)(h)
+	le.PutUint32(hdr[0:], blockEPB)
+	le.PutUint32(hdr[4:], uint32(size))
+	le.PutUint32(hdr[8:], id)
 	ts := uint64(p.Timestamp)
-	le.PutUint32(h[12:], uint32(ts>>32))
-	le.PutUint32(h[16:], uint32(ts))
-	le.PutUint32(h[20:], uint32(n))
-	le.PutUint32(h[24:], uint32(orig))
+	le.PutUint32(hdr[12:], uint32(ts>>32))
+	le.PutUint32(hdr[16:], uint32(ts))
+	le.PutUint32(hdr[20:], uint32(n))
+	le.PutUint32(hdr[24:], uint32(orig))
+	le.PutUint32(h[28+data-4:], 0) // the padding: the packet's copy overwrites the rest
 	copy(h[28:], p.Data)
-	o := h[28+n:]
-	clear(o[:pad])
-	o = o[pad:]
+	o := h[28+data:]
 	if p.Direction != DirUnknown {
-		le.PutUint32(o, 2<<0|4<<16) // epb_flags, 4 bytes
-		le.PutUint32(o[4:], uint32(p.Direction))
-		le.PutUint32(o[8:], 0) // opt_endofopt
+		opt := (*[12]byte)(o)
+		le.PutUint32(opt[0:], 2<<0|4<<16) // epb_flags, 4 bytes
+		le.PutUint32(opt[4:], uint32(p.Direction))
+		le.PutUint32(opt[8:], 0) // opt_endofopt
 		o = o[12:]
 	}
 	le.PutUint32(o, uint32(size))
