@@ -105,8 +105,15 @@ func sumShort(b []byte) uint32 {
 	if len(b) == 1 {
 		s += uint64(b[0]) << 8
 	}
-	s = s>>32 + s&0xffffffff // below 2^35 to start with: now below 2^32 + 8
-	s = s>>16 + s&0xffff
-	s = s>>16 + s&0xffff // at most 2^16
+	return Reduce(s)
+}
+
+// Reduce folds a sum of big-endian 32-bit words kept in 64 bits (fewer than 2^32 of them)
+// to a 16-bit partial sum, for callers that add a few header words themselves: it inlines,
+// where a call to Sum costs more than the adding.
+func Reduce(s uint64) uint32 {
+	s = s>>32 + s&0xffffffff // below 2^32 + 2^32
+	s = s>>16 + s&0xffff     // below 2^17
+	s = s>>16 + s&0xffff     // at most 0xffff
 	return uint32(s)
 }

@@ -80,10 +80,13 @@ func fastParse(p *framing.Packet, fp *fastParsed) {
 		if tot < 20 || tot > len(ip) || binary.BigEndian.Uint16(ip[6:])&0x3fff != 0 {
 			return
 		}
-		pseudo = csum.Sum(ip[12:20], 0) // the addresses: in the header and the pseudo-header
-		if csum.Fold(csum.Sum(ip[:12], pseudo)) != 0 {
+		// The header summed by hand, the addresses apart: the pseudo-header has them too.
+		be := binary.BigEndian
+		addrs := uint64(be.Uint32(ip[12:])) + uint64(be.Uint32(ip[16:]))
+		if csum.Fold(csum.Reduce(addrs+uint64(be.Uint32(ip[0:]))+uint64(be.Uint32(ip[4:]))+uint64(be.Uint32(ip[8:])))) != 0 {
 			return
 		}
+		pseudo = csum.Reduce(addrs)
 		fp.key.proto = ip[9]
 		copy(fp.key.src[:4], ip[12:16])
 		copy(fp.key.dst[:4], ip[16:20])
