@@ -24,6 +24,31 @@ func TestIPv4Header(t *testing.T) {
 }
 
 // Adjusting a checksum for changed bytes gives what summing the changed data gives.
+// Deltas of several fields, added up once, update a checksum to what summing the changed
+// data gives, as adjusting field by field does.
+func FuzzDelta(f *testing.F) {
+	f.Add([]byte{0xc0, 0xa8, 0, 1, 0xc0, 0xa8, 0, 0xc7, 0x9c, 0x40, 0, 53}, []byte{203, 0, 113, 1, 0xc0, 0xa8, 0, 0xc7, 0x04, 0, 0, 53}, []byte{0, 0x1e, 0xff, 0xff})
+	f.Fuzz(func(t *testing.T, old, new, rest []byte) {
+		n := min(len(old), len(new)) &^ 1
+		old, new = old[:n], new[:n]
+		data := append(append([]byte(nil), old...), rest...)
+		stored := Fold(Sum(data, 0))
+		var d uint32
+		for i := 0; i < n; i += 4 { // fields of up to 4 bytes, as addresses and ports are
+			j := min(i+4, n)
+			d = Delta(d, old[i:j], new[i:j])
+		}
+		copy(data, new)
+		want := Fold(Sum(data, 0))
+		if got := Fold(uint32(^stored) + d); got != want && !(got == 0xffff && want == 0) && !(got == 0 && want == 0xffff) {
+			t.Fatalf("delta update %#04x, summed afresh %#04x", got, want)
+		}
+		if got, byField := Fold(uint32(^stored)+d), Adjust(stored, old, new); got != byField {
+			t.Fatalf("delta update %#04x, field by field %#04x", got, byField)
+		}
+	})
+}
+
 func TestAdjust(t *testing.T) {
 	h := []byte{0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00,
 		0xc0, 0xa8, 0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7}
