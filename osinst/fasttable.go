@@ -42,8 +42,8 @@ func (t *fastTable) Len() int {
 	return t.n
 }
 
-// hash is keyed multiply-fold hashing (as wyhash's): each fold takes two key words, and
-// the three folds of the key are independent, so they run side by side.
+// hash is keyed multiply-fold hashing (as wyhash's): each fold takes two key words. An
+// IPv4 key is two words, one fold; an IPv6 key takes three, two of them side by side.
 func (t *fastTable) hash(k *fastKey) uint64 {
 	s := &t.secret
 	ports := uint64(k.sport)<<32 | uint64(k.dport)<<16 | uint64(k.proto)<<8
@@ -51,6 +51,10 @@ func (t *fastTable) hash(k *fastKey) uint64 {
 		ports |= 1
 	}
 	le := binary.LittleEndian
+	if !k.v6 { // the addresses fit a word: one fold
+		addrs := uint64(le.Uint32(k.src[:4]))<<32 | uint64(le.Uint32(k.dst[:4]))
+		return mulFold(addrs^s[0], ports^s[1])
+	}
 	a := mulFold(le.Uint64(k.src[:8])^s[0], le.Uint64(k.dst[:8])^s[1])
 	b := mulFold(le.Uint64(k.src[8:])^s[2], le.Uint64(k.dst[8:])^s[3])
 	return mulFold(a^ports^s[4], b^s[0])
