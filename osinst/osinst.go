@@ -388,7 +388,9 @@ func reverse(dir books.Dir) books.Dir {
 // Input delivers packets travelling in dir: books.East are frames that arrived on the west
 // NIC (from stdin) and leave on east; books.West are replies that arrived on the east NIC
 // and leave on west. Forwarded frames keep the Timestamp and Interface of the input frame.
-// The packets' Data are not retained after Input returns.
+// The packets' Data are not retained after Input returns, but they may be changed: the
+// fast path translates (NAT) and forwards (router: MACs, TTL) a frame in place, as the
+// stage owns its input until it is written.
 func (in *Instance) Input(dir books.Dir, pkts []framing.Packet) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
