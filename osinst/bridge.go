@@ -136,7 +136,7 @@ func (in *Instance) bridge(dir books.Dir, p *framing.Packet) {
 	in.curState = 0
 	ok, why, natted := in.check(dir, p, off, ip[:n], v6)
 	if in.fastMax > 0 && fp.ok {
-		in.restudy(ok && !fp.control, in.curState, fp.key, natKey(p, &fp, natted))
+		in.restudy(ok && !fp.control, in.curState, fp.key, datagramKeyOr(natted, fp.key))
 		if ok && !fp.control {
 			in.learn(dir, p, &fp, in.curState, in.now, natted)
 		}

@@ -445,19 +445,6 @@ func (in *Instance) forgetFlow(keys ...fastKey) {
 	}
 }
 
-// natKey returns the fast-path key of a translated datagram, or the packet's own key.
-func natKey(p *framing.Packet, fp *fastParsed, natted []byte) fastKey {
-	if natted == nil {
-		return fp.key
-	}
-	q := framing.Packet{Data: append(append(make([]byte, 0, 14+len(natted)), p.Data[:14]...), natted...), Interface: p.Interface}
-	var tp fastParsed
-	if fastParse(&q, &tp); tp.ok {
-		return tp.key
-	}
-	return fp.key
-}
-
 // equal is k == o, spelled out field by field: the compiler compares the struct as a
 // whole through a call to memequal.
 func (k *fastKey) equal(o *fastKey) bool {
