@@ -84,21 +84,35 @@ func linkOf(p *framing.Packet) framing.LinkType {
 	return p.Interface.LinkType
 }
 
-// bridge handles one frame in transparent mode.
-func (in *Instance) bridge(dir books.Dir, p *framing.Packet) {
+// bridgeAll handles a batch in transparent mode. A frame the fast path can read is sound
+// as far as bridge's checks go (untagged Ethernet, an IP header without options and with a
+// good checksum, no fragment), so a cached flow's frame is passed here and skips them; the
+// rest, with what fastParse made of them, go to bridge. The parse goes into the instance,
+// not the stack: bridge's frame is large, and most frames never need it.
+func (in *Instance) bridgeAll(dir books.Dir, pkts []framing.Packet) {
+	fp := &in.parsed
+	for i := range pkts {
+		p := &pkts[i]
+		if in.fastMax > 0 && (in.tables != nil || in.nat != nil) {
+			if fastParse(p, fp); fp.ok && !fp.control && in.fast(dir, p, fp, in.now) {
+				continue
+			}
+		} else {
+			*fp = fastParsed{}
+		}
+		in.bridge(dir, p, fp)
+	}
+}
+
+// bridge handles one frame in transparent mode that the fast path did not pass; fp is what
+// fastParse made of it.
+func (in *Instance) bridge(dir books.Dir, p *framing.Packet, fp *fastParsed) {
 	side := &in.bk.Dir[dir]
 	if in.tables == nil && in.nat == nil {
 		in.emit(dir, *p, false) // nothing to decide: pass, without parsing
 		return
 	}
-	// A frame the fast path can read is sound as far as the checks below go (untagged
-	// Ethernet, an IP header without options and with a good checksum, no fragment): so
-	// a cached flow's frame skips them.
-	var fp fastParsed
 	if in.fastMax > 0 {
-		if fastParse(p, &fp); fp.ok && !fp.control && in.fast(dir, p, &fp, in.now) {
-			return
-		}
 		in.curPath = in.curPath[:0]
 	}
 	link := linkOf(p)
@@ -138,7 +152,7 @@ func (in *Instance) bridge(dir books.Dir, p *framing.Packet) {
 	if in.fastMax > 0 && fp.ok {
 		in.restudy(ok && !fp.control, in.curState, fp.key, datagramKeyOr(natted, fp.key))
 		if ok && !fp.control {
-			in.learn(dir, p, &fp, in.curState, in.now, natted)
+			in.learn(dir, p, fp, in.curState, in.now, natted)
 		}
 	} else if in.fastMax > 0 {
 		in.forgetDatagram(ip[:n], v6, natted)

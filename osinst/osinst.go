@@ -141,6 +141,7 @@ type Instance struct {
 	fastRefresh time.Duration
 	fastHits    atomic.Uint64
 	batch       fastBatch       // what the fast path counted in the batch being processed
+	parsed      fastParsed      // the frame being processed, as fastParse read it (transparent mode)
 	fastMisses  atomic.Uint64   // packets the fast path could take but did not find cached
 	fastEvicted atomic.Uint64   // entries dropped because the stack saw their flow again
 	seen        [1 << 14]uint64 // hashes of flow directions met once, for seenBefore (14 bits)
@@ -407,12 +408,12 @@ func (in *Instance) Input(dir books.Dir, pkts []framing.Packet) {
 		side.Drop(books.Unsent, len(pkts), n)
 		return
 	}
-	for i := range pkts {
-		if in.router {
+	if in.router {
+		for i := range pkts {
 			in.route(dir, &pkts[i])
-		} else {
-			in.bridge(dir, &pkts[i])
 		}
+	} else {
+		in.bridgeAll(dir, pkts)
 	}
 	in.settleFast()
 	in.flushPending()
