@@ -573,6 +573,13 @@ func (rd *Reader) packetIface(id uint32) (*sectionIface, error) {
 	return &rd.section[id], nil
 }
 
+// lenOK reports whether a captured length is one a packet block may hold: not zero,
+// within the room its block has, within the interface's snap length (0: none).
+func lenOK(caplen uint32, room int, snap uint32) bool {
+	return caplen != 0 && int64(caplen) <= int64(room) && (snap == 0 || caplen <= snap)
+}
+
+// checkLen says why lenOK refuses a captured length, or nil.
 func (rd *Reader) checkLen(caplen uint32, room int, snap uint32) error {
 	switch {
 	case caplen == 0:
@@ -597,7 +604,7 @@ func (rd *Reader) epb(p *Packet, b []byte) (bool, error) {
 	}
 	si := &rd.section[id]
 	caplen := rd.order.Uint32(b[20:])
-	if caplen == 0 || int64(caplen) > int64(len(b)-32) || (si.iface.SnapLen != 0 && caplen > si.iface.SnapLen) {
+	if !lenOK(caplen, len(b)-32, si.iface.SnapLen) {
 		return false, rd.checkLen(caplen, len(b)-32, si.iface.SnapLen)
 	}
 	end := 28 + int(caplen)
