@@ -412,20 +412,30 @@ func (in *Instance) sweepFlows() {
 	}
 	ft.lastSweep = now
 	type gone struct {
-		k   flowKey
-		dir books.Dir
+		k, reply flowKey
+		dir      books.Dir
 	}
 	var old []gone
 	for k, e := range ft.m {
 		if time.Duration(now-e.last) > ft.timeout(e, k.proto) {
 			ft.remove(k, e)
-			old = append(old, gone{k, e.dir})
+			old = append(old, gone{k, e.reply, e.dir})
 		}
 	}
 	ft.mu.Unlock()
 	for _, g := range old {
 		in.age(g.k.probe(), g.dir)
+		if in.fastMax > 0 {
+			// What the fast path holds for it goes too: an idle flow's entries would
+			// otherwise stay until the cache is full, and then no new flow is cached.
+			in.forgetFlow(g.k.fastKey(), g.reply.fastKey())
+		}
 	}
+}
+
+// fastKey is the fast path's key of the same direction.
+func (k flowKey) fastKey() fastKey {
+	return fastKey{v6: k.v6, proto: k.proto, src: k.src, dst: k.dst, sport: k.sport, dport: k.dport}
 }
 
 // age makes netstack's connection for a packet look long idle, so netstack expires it.

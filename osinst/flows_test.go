@@ -374,6 +374,36 @@ COMMIT
 }
 
 // The fast path counts what it took, what it missed and what it evicted.
+// A flow that expires leaves the fast path too: the cache holds live flows only.
+func TestExpiryEvictsFastPath(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		cfg  Config
+	}{
+		{"filter", Config{Filter: mustRules(t, "*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n"), Timeouts: Timeouts{UDP: 20 * time.Millisecond}}},
+		{"nat", Config{NAT: natSNAT(t), Timeouts: Timeouts{UDP: 20 * time.Millisecond}}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := newHarness(t, c.cfg)
+			for range 3 {
+				h.send(books.East, udpFrame(t, macA, macB, ipA, ipB, 7000, 53, "q"))
+			}
+			if f := h.in.FastPathStats(); f.Cached != 1 || f.Hits != 1 {
+				t.Fatalf("after 3 packets of one flow: %+v, want it cached and one hit", f)
+			}
+			time.Sleep(60 * time.Millisecond) // past the timeout, however the sweep falls
+			h.send(books.East, udpFrame(t, macA, macB, ipA, ipB, 7001, 53, "q")) // another flow's packet runs the sweep
+			if f := h.in.FastPathStats(); f.Cached != 0 || f.Evictions != 1 {
+				t.Errorf("after the flow expired: %+v, want nothing cached, one eviction", f)
+			}
+			if tracked, _ := h.in.FlowCount(); tracked != 1 {
+				t.Errorf("tracked %d, want the new flow only", tracked)
+			}
+			h.close()
+		})
+	}
+}
+
 func TestFastPathCounters(t *testing.T) {
 	h := newHarness(t, Config{Filter: mustRules(t, "*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n")})
 	for range 5 {
