@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/netip"
 	"sort"
 	"strings"
@@ -219,11 +220,12 @@ type flowTable struct {
 	mu       sync.Mutex
 	max      int
 	timeouts Timeouts
-	m        map[flowKey]*flowEntry
+	m        flowShards
 	// replies indexes the connections whose reply tuple is not their original one
 	// reversed (NAT changed it), so refuses can tell their replies from new connections.
 	replies   map[flowKey]*flowEntry
-	lastSweep int64
+	lastSweep int64 // when shards were last walked
+	nextShard int   // the shard the sweep walks next
 	refused   uint64
 }
 
@@ -239,8 +241,57 @@ func newFlowTable(max int, t Timeouts) *flowTable {
 	if max <= 0 {
 		max = DefaultMaxFlows
 	}
-	return &flowTable{max: max, timeouts: t, m: map[flowKey]*flowEntry{}, replies: map[flowKey]*flowEntry{}}
+	return &flowTable{max: max, timeouts: t, m: newFlowShards(), replies: map[flowKey]*flowEntry{}}
 }
+
+// flowShardCount is how many pieces the connection table is kept in. The sweep walks one
+// piece at a time: walking a million connections takes about 70 ms, too long to hold the
+// stage's packets back in one go.
+const flowShardCount = 64
+
+// flowShards is the connection table, split by a hash of the key.
+type flowShards struct {
+	shards [flowShardCount]map[flowKey]*flowEntry
+	n      int
+	secret [2]uint64
+}
+
+func newFlowShards() flowShards {
+	s := flowShards{secret: [2]uint64{rand.Uint64() | 1, rand.Uint64() | 1}}
+	for i := range s.shards {
+		s.shards[i] = map[flowKey]*flowEntry{}
+	}
+	return s
+}
+
+// shard returns the map that holds k.
+func (s *flowShards) shard(k flowKey) map[flowKey]*flowEntry {
+	le := binary.LittleEndian
+	h := mulFold(le.Uint64(k.src[:8])^le.Uint64(k.dst[:8])^s.secret[0],
+		le.Uint64(k.src[8:])^le.Uint64(k.dst[8:])^uint64(k.sport)<<24^uint64(k.dport)<<8^uint64(k.proto)^s.secret[1])
+	return s.shards[h%flowShardCount]
+}
+
+func (s *flowShards) get(k flowKey) *flowEntry { return s.shard(k)[k] }
+
+func (s *flowShards) put(k flowKey, e *flowEntry) {
+	m := s.shard(k)
+	if m[k] == nil {
+		s.n++
+	}
+	m[k] = e
+}
+
+func (s *flowShards) del(k flowKey) {
+	m := s.shard(k)
+	if m[k] != nil {
+		s.n--
+		delete(m, k)
+	}
+}
+
+// Len returns the number of connections.
+func (s *flowShards) Len() int { return s.n }
 
 // refuses reports whether an IP datagram would open a connection when the table is full,
 // and counts it refused. It runs before the stack sees the packet: netstack inserts a
@@ -250,11 +301,11 @@ func newFlowTable(max int, t Timeouts) *flowTable {
 func (ft *flowTable) refuses(ip []byte, v6 bool) bool {
 	ft.mu.Lock()
 	defer ft.mu.Unlock()
-	if len(ft.m) < ft.max {
+	if ft.m.Len() < ft.max {
 		return false
 	}
 	k, opens := tupleOf(ip, v6)
-	if !opens || ft.m[k] != nil || ft.replies[k] != nil || ft.m[k.reversed()] != nil {
+	if !opens || ft.m.get(k) != nil || ft.replies[k] != nil || ft.m.get(k.reversed()) != nil {
 		return false
 	}
 	ft.refused++
@@ -283,7 +334,7 @@ func (ft *flowTable) unindex(e *flowEntry) {
 // remove deletes a connection, under ft.mu.
 func (ft *flowTable) remove(k flowKey, e *flowEntry) {
 	ft.unindex(e)
-	delete(ft.m, k)
+	ft.m.del(k)
 }
 
 func (ft *flowTable) timeout(e *flowEntry, proto uint8) time.Duration {
@@ -322,12 +373,12 @@ func (a *admitTarget) Action(pkt *stack.PacketBuffer, _ stack.Hook, _ *stack.Rou
 	ft := in.flowTab
 	ft.mu.Lock()
 	defer ft.mu.Unlock()
-	e := ft.m[key]
+	e := ft.m.get(key)
 	if e == nil {
 		if pkt.IsReplyPacket() {
 			return stack.RuleAccept, 0 // a reply of a connection this table never saw begin
 		}
-		if len(ft.m) >= ft.max {
+		if ft.m.Len() >= ft.max {
 			ft.refused++
 			if in.curPB.Load() == pkt {
 				in.curFull.Store(true)
@@ -335,7 +386,7 @@ func (a *admitTarget) Action(pkt *stack.PacketBuffer, _ stack.Hook, _ *stack.Rou
 			return stack.RuleDrop, 0
 		}
 		e = &flowEntry{first: now, dir: in.cur.dir}
-		ft.m[key] = e
+		ft.m.put(key, e)
 	}
 	e.last = now
 	e.established = e.established || orig.State == stack.ConnTrackStateEstablished
@@ -354,7 +405,7 @@ func (ft *flowTable) noteReply(pkt *stack.PacketBuffer) {
 	}
 	key := connKey(&orig)
 	ft.mu.Lock()
-	if e := ft.m[key]; e != nil {
+	if e := ft.m.get(key); e != nil {
 		ft.setReply(key, e, connKey(&rep))
 	}
 	ft.mu.Unlock()
@@ -371,7 +422,7 @@ func (ft *flowTable) forget(pkt *stack.PacketBuffer) {
 	}
 	key := connKey(&orig)
 	ft.mu.Lock()
-	if e := ft.m[key]; e != nil {
+	if e := ft.m.get(key); e != nil {
 		ft.remove(key, e)
 	}
 	ft.mu.Unlock()
@@ -406,21 +457,33 @@ func (in *Instance) sweepFlows() {
 	ft := in.flowTab
 	now := time.Now().UnixNano()
 	ft.mu.Lock()
-	if now-ft.lastSweep < int64(ft.sweepEvery()) {
+	// Each shard is walked once a sweepEvery, the shards spread over it: a large table
+	// holds packets back for a 64th of its walk at a time. After a quiet spell every shard
+	// is due, and all are walked.
+	step := max(int64(ft.sweepEvery())/flowShardCount, 1)
+	due := min((now-ft.lastSweep)/step, flowShardCount)
+	if due == 0 {
 		ft.mu.Unlock()
 		return
 	}
-	ft.lastSweep = now
+	if due == flowShardCount {
+		ft.lastSweep = now
+	} else {
+		ft.lastSweep += due * step // keep the pace: the shards left over are due next
+	}
 	type gone struct {
 		k, reply flowKey
 		dir      books.Dir
 	}
 	var old []gone
-	for k, e := range ft.m {
-		if time.Duration(now-e.last) > ft.timeout(e, k.proto) {
-			ft.remove(k, e)
-			old = append(old, gone{k, e.reply, e.dir})
+	for range due {
+		for k, e := range ft.m.shards[ft.nextShard] {
+			if time.Duration(now-e.last) > ft.timeout(e, k.proto) {
+				ft.remove(k, e)
+				old = append(old, gone{k, e.reply, e.dir})
+			}
 		}
+		ft.nextShard = (ft.nextShard + 1) % flowShardCount
 	}
 	ft.mu.Unlock()
 	for _, g := range old {
@@ -460,7 +523,7 @@ func (in *Instance) FlowCount() (tracked int, refused uint64) {
 	ft := in.flowTab
 	ft.mu.Lock()
 	defer ft.mu.Unlock()
-	return len(ft.m), ft.refused
+	return ft.m.Len(), ft.refused
 }
 
 // Flow is one tracked connection, for SIGUSR1 and --stats-json.
@@ -482,14 +545,16 @@ func (in *Instance) Flows(max int) []Flow {
 	ft := in.flowTab
 	now := time.Now().UnixNano()
 	ft.mu.Lock()
-	out := make([]Flow, 0, min(len(ft.m), max))
+	out := make([]Flow, 0, min(ft.m.Len(), max))
 	type kv struct {
 		k flowKey
 		e *flowEntry
 	}
-	all := make([]kv, 0, len(ft.m))
-	for k, e := range ft.m {
-		all = append(all, kv{k, e})
+	all := make([]kv, 0, ft.m.Len())
+	for _, m := range ft.m.shards {
+		for k, e := range m {
+			all = append(all, kv{k, e})
+		}
 	}
 	ft.mu.Unlock()
 	sort.Slice(all, func(i, j int) bool { return all[i].e.first < all[j].e.first })

@@ -290,8 +290,8 @@ func TestTupleOfMatchesConntrack(t *testing.T) {
 		k, opens := tupleOf(f[14:], f[12] == 0x86)
 		ft := h.in.flowTab
 		ft.mu.Lock()
-		_, tracked := ft.m[k]
-		n := len(ft.m)
+		tracked := ft.m.get(k) != nil
+		n := ft.m.Len()
 		ft.mu.Unlock()
 		if !opens || !tracked || n != 1 {
 			t.Errorf("frame %d: tupleOf gives %v (opens %v), tracked %v among %d", i, k, opens, tracked, n)
@@ -374,6 +374,41 @@ COMMIT
 }
 
 // The fast path counts what it took, what it missed and what it evicted.
+// A large table is swept a shard at a time, each shard once per sweep period; after a quiet
+// spell, all at once.
+func TestSweepWalksAShardAtATime(t *testing.T) {
+	h := newHarness(t, Config{Filter: mustRules(t, "*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n"), NoFastPath: true})
+	defer h.close()
+	for i := range 500 {
+		h.send(books.East, udpFrame(t, macA, macB, ipA, ipB, uint16(20000+i), 53, "q"))
+	}
+	ft := h.in.flowTab
+	sweep := func(behind time.Duration) (removed int) {
+		h.in.mu.Lock()
+		defer h.in.mu.Unlock()
+		ft.mu.Lock()
+		for _, m := range ft.m.shards {
+			for _, e := range m {
+				e.last = 0 // long idle: expired
+			}
+		}
+		before := ft.m.Len()
+		ft.lastSweep = time.Now().UnixNano() - int64(behind)
+		ft.mu.Unlock()
+		h.in.sweepFlows()
+		return before - ft.m.Len()
+	}
+	step := ft.sweepEvery() / flowShardCount
+	next := ft.nextShard
+	want := len(ft.m.shards[next])
+	if got := sweep(step + step/2); got != want || got == 0 || got > 50 {
+		t.Errorf("one shard due: %d connections removed, want the %d of shard %d", got, want, next)
+	}
+	if got := sweep(ft.sweepEvery() * 2); got != 500-want || ft.m.Len() != 0 {
+		t.Errorf("after a quiet spell: %d removed, %d left, want all the rest", got, ft.m.Len())
+	}
+}
+
 // A flow that expires leaves the fast path too: the cache holds live flows only.
 func TestExpiryEvictsFastPath(t *testing.T) {
 	for _, c := range []struct {
@@ -391,7 +426,7 @@ func TestExpiryEvictsFastPath(t *testing.T) {
 			if f := h.in.FastPathStats(); f.Cached != 1 || f.Hits != 1 {
 				t.Fatalf("after 3 packets of one flow: %+v, want it cached and one hit", f)
 			}
-			time.Sleep(60 * time.Millisecond) // past the timeout, however the sweep falls
+			time.Sleep(60 * time.Millisecond)                                    // past the timeout, however the sweep falls
 			h.send(books.East, udpFrame(t, macA, macB, ipA, ipB, 7001, 53, "q")) // another flow's packet runs the sweep
 			if f := h.in.FastPathStats(); f.Cached != 0 || f.Evictions != 1 {
 				t.Errorf("after the flow expired: %+v, want nothing cached, one eviction", f)

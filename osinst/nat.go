@@ -101,7 +101,7 @@ func (in *Instance) replyBehind(pkt *stack.PacketBuffer, dir books.Dir) bool {
 	ft := in.flowTab
 	ft.mu.Lock()
 	defer ft.mu.Unlock()
-	e := ft.m[key]
+	e := ft.m.get(key)
 	return e != nil && e.dir == dir
 }
 
