@@ -120,6 +120,12 @@ type Packet struct {
 	// Interface is never nil for packets from a Reader.
 	Interface *Interface
 	Direction Direction
+
+	// block is the pcapng block Data was read from, when re-encoding the packet as it was
+	// read would give that block byte for byte (see Reader.epb). A Writer sends such a
+	// block on as it stands, Data changed in place included, when nothing else about the
+	// packet changed: no encoding, and a run of them goes out without a copy.
+	block []byte
 }
 
 // Bytes returns the captured bytes of pkts in all, what the books count.

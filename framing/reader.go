@@ -59,6 +59,9 @@ type sectionIface struct {
 	mul, div uint64 // decimal resolution: ns = ts*mul/div
 	shift    uint   // binary resolution 2^-shift, used when mul == 0
 	offsetNS int64
+	// exactNanos: timestamps are nanoseconds as they stand, what a Writer declares, so
+	// this interface's blocks can be passed through.
+	exactNanos bool
 }
 
 func (s *sectionIface) nanos(ts uint64) int64 {
@@ -102,6 +105,8 @@ type Reader struct {
 	section []sectionIface // current pcapng section's interfaces, by interface id
 	ifaces  []*Interface   // every interface seen, in order of first appearance
 	packets int64
+
+	generalOnly bool // tests: read every block the general way, never through plainEPBs
 }
 
 // NewReader returns a Reader of src. The format is detected on the first Read.
@@ -135,6 +140,13 @@ func (rd *Reader) Read(pkts []Packet) (int, error) {
 	for n < len(pkts) {
 		if rd.err != nil {
 			break
+		}
+		if rd.format == FormatPcapng && !rd.order.big && !rd.generalOnly {
+			if k := rd.plainEPBs(pkts[n:]); k > 0 {
+				n += k
+				rd.packets += int64(k)
+				continue
+			}
 		}
 		ok, err := rd.next(&pkts[n])
 		if err != nil {
@@ -500,6 +512,7 @@ func (rd *Reader) idb(b []byte) error {
 		return err
 	}
 	si.iface = rd.intern(name, link, snap)
+	si.exactNanos = si.mul == 1 && si.div == 1 && si.offsetNS == 0
 	rd.section = append(rd.section, si)
 	return nil
 }
@@ -614,14 +627,82 @@ func (rd *Reader) epb(p *Packet, b []byte) (bool, error) {
 	p.Data = b[28:end:end]
 	p.Interface = si.iface
 	p.Direction = DirUnknown
-	if opts := b[min(len(b)-4, (end+3)&^3) : len(b)-4]; len(opts) >= 4 {
+	p.block = nil
+	opts := b[min(len(b)-4, (end+3)&^3) : len(b)-4]
+	if len(opts) >= 4 {
 		flags, err := rd.epbFlags(opts)
 		if err != nil {
 			return false, err
 		}
 		p.Direction = Direction(flags & 3)
+		if len(opts) == 12 && flags&^3 == 0 && flags != 0 && rd.order.Uint32(opts[8:]) == 0 {
+			opts = nil // exactly the epb_flags a Writer writes for the direction
+		}
+	}
+	if len(opts) == 0 && si.exactNanos && !rd.order.big && p.Length == int(rd.order.Uint32(b[24:])) && zeroPad(b[end:(end+3)&^3]) {
+		p.block = b
 	}
 	return true, nil
+}
+
+// plainEPBs reads the blocks a Writer writes, one after another, into pkts: little-endian
+// enhanced packet blocks of a nanosecond interface with no option but the direction. They
+// are nearly every block of a chain's stream, so they are read here with the fewest checks
+// that give epb's result. It stops at the first block of any other kind, or not whole in
+// the buffer, or with anything wrong, and leaves it to next (which says what is wrong).
+func (rd *Reader) plainEPBs(pkts []Packet) int {
+	le := binary.LittleEndian
+	n := 0
+	for n < len(pkts) {
+		b := rd.buf[rd.r:rd.w]
+		if len(b) < 32 {
+			break
+		}
+		hdr := (*[28]byte)(b)
+		blen := le.Uint32(hdr[4:])
+		id := le.Uint32(hdr[8:])
+		caplen := le.Uint32(hdr[20:])
+		if le.Uint32(hdr[0:]) != blockEPB || blen > uint32(len(b)) || blen > MaxRecord || blen%4 != 0 || uint64(id) >= uint64(len(rd.section)) {
+			break
+		}
+		end := 28 + int(caplen)
+		data := (int(caplen) + 3) &^ 3
+		opts := int(blen) - 32 - data // 0, or 12: epb_flags and the end of options
+		si := &rd.section[id]
+		if caplen == 0 || opts < 0 || (opts != 0 && opts != 12) || !si.exactNanos || le.Uint32(b[blen-4:]) != blen ||
+			(si.iface.SnapLen != 0 && caplen > si.iface.SnapLen) || le.Uint32(hdr[24:]) < caplen || !zeroPad(b[end:28+data]) {
+			break
+		}
+		dir := DirUnknown
+		if opts != 0 {
+			o := (*[12]byte)(b[28+data:])
+			flags := le.Uint32(o[4:])
+			if le.Uint32(o[0:]) != 2|4<<16 || flags&^3 != 0 || flags == 0 || le.Uint32(o[8:]) != 0 {
+				break
+			}
+			dir = Direction(flags)
+		}
+		p := &pkts[n]
+		p.Data = b[28:end:end]
+		p.Length = int(le.Uint32(hdr[24:]))
+		p.Timestamp = int64(uint64(le.Uint32(hdr[12:]))<<32 | uint64(le.Uint32(hdr[16:])))
+		p.Interface = si.iface
+		p.Direction = dir
+		p.block = b[:blen]
+		rd.r += int(blen)
+		n++
+	}
+	return n
+}
+
+// zeroPad reports whether a packet's padding to 32 bits is zero, as a Writer writes it.
+func zeroPad(pad []byte) bool {
+	for _, c := range pad {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // epbFlags returns the epb_flags option of an enhanced packet block's options, 0 if none.

@@ -40,10 +40,14 @@ func NewWriter(dst io.Writer, format Format) *Writer {
 		anon: Interface{LinkType: LinkEthernet}}
 }
 
-// Write encodes pkts into the buffer, writing out when it is large. Packets longer than
-// MaxRecord are an error, since no reader would accept them. On an error none of pkts is
-// counted by Lost: the caller counts the whole batch as not written (though a write that
-// failed part way may have delivered some of it).
+// Write encodes pkts into the buffer, writing out when it is large. A packet a Reader
+// handed out whose block encoding would reproduce (only its frame's bytes changed, in
+// place) is not encoded: its block is copied as it stands, and a long run of such blocks is
+// written out at once from the Reader's buffer, with no copy. So Write keeps no reference
+// to pkts when it returns. Packets longer than MaxRecord are an error, since no reader
+// would accept them. On an error none of pkts is counted by Lost: the caller counts the
+// whole batch as not written (though a write that failed part way may have delivered some
+// of it).
 func (w *Writer) Write(pkts []Packet) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -54,19 +58,123 @@ func (w *Writer) Write(pkts []Packet) error {
 		return err
 	}
 	var mine Tally // this call's packets in buf
+	var run passRun
 	for i := range pkts {
-		w.encode(&pkts[i])
+		p := &pkts[i]
+		if b := w.passable(p); b != nil {
+			if !run.extend(b) {
+				if err := w.endRun(&run, &mine); err != nil {
+					return err
+				}
+				run.blocks = b
+			}
+			run.tally.Packets++
+			run.tally.Bytes += len(p.Data)
+			continue
+		}
+		if err := w.endRun(&run, &mine); err != nil {
+			return err
+		}
+		w.encode(p)
 		mine.Packets++
-		mine.Bytes += len(pkts[i].Data)
+		mine.Bytes += len(p.Data)
 		if len(w.buf) >= flushAt {
-			if err := w.flush(); err != nil {
+			if err := w.flushMine(&mine); err != nil {
 				return err
 			}
-			mine = Tally{}
 		}
+	}
+	if err := w.endRun(&run, &mine); err != nil {
+		return err
 	}
 	w.held.Packets += mine.Packets
 	w.held.Bytes += mine.Bytes
+	return nil
+}
+
+// A passRun is consecutive blocks of a Reader's buffer that a Writer passes through as they
+// stand, and the packets they hold.
+type passRun struct {
+	blocks []byte
+	tally  Tally
+}
+
+// extend adds b to the run when b follows it in memory.
+func (r *passRun) extend(b []byte) bool {
+	n := len(r.blocks)
+	if n == 0 || cap(r.blocks) <= n || &r.blocks[:n+1][n] != &b[0] {
+		return false
+	}
+	r.blocks = r.blocks[:n+len(b)]
+	return true
+}
+
+// minRun is the shortest run of passed-through blocks written straight from the input's
+// buffer. Shorter runs are copied into the Writer's buffer, so small frames still go out
+// in large writes, and frames passed through between frames encoded cost no write each.
+const minRun = 64 << 10
+
+// passable returns the block p was read from when writing that block as it stands is
+// what encoding p would write: p's Data is still the block's (changed in place at most)
+// and its timestamp, lengths, direction and interface (by this Writer's id) are those the
+// block gives. The Reader hands out only blocks this Writer would write the same way
+// otherwise (Packet.block). An interface whose description is not written yet is encoded.
+func (w *Writer) passable(p *Packet) []byte {
+	b := p.block
+	if len(b) < 32 || len(p.Data) == 0 || &p.Data[0] != &b[28] || p.Interface == nil || w.format != FormatPcapng {
+		return nil
+	}
+	le := binary.LittleEndian
+	hdr := (*[28]byte)(b)
+	if uint32(len(p.Data)) != le.Uint32(hdr[20:]) || uint32(p.Length) != le.Uint32(hdr[24:]) ||
+		uint64(p.Timestamp) != uint64(le.Uint32(hdr[12:]))<<32|uint64(le.Uint32(hdr[16:])) {
+		return nil
+	}
+	if id, ok := w.knownID(p.Interface); !ok || id != le.Uint32(hdr[8:]) {
+		return nil
+	}
+	// The block's options are none, or the epb_flags of a direction (Reader.epb).
+	if opts := len(b) - 32 - (len(p.Data)+3)&^3; (opts == 0) != (p.Direction == DirUnknown) ||
+		(opts != 0 && le.Uint32(b[len(b)-12:]) != uint32(p.Direction)) {
+		return nil
+	}
+	return b
+}
+
+// endRun ends a run of passed-through blocks: a short one is copied into the buffer, a
+// long one written out after the buffer, straight from the input's.
+func (w *Writer) endRun(r *passRun, mine *Tally) error {
+	blocks, t := r.blocks, r.tally
+	*r = passRun{}
+	switch {
+	case len(blocks) == 0:
+		return nil
+	case len(blocks) < minRun:
+		w.buf = append(w.buf, blocks...)
+		mine.Packets += t.Packets
+		mine.Bytes += t.Bytes
+		if len(w.buf) >= flushAt {
+			return w.flushMine(mine)
+		}
+		return nil
+	}
+	if err := w.flushMine(mine); err != nil {
+		return err
+	}
+	if _, err := w.dst.Write(blocks); err != nil {
+		w.err = err // this call's packets are its caller's to count
+		return err
+	}
+	return nil
+}
+
+// flushMine writes out the buffer, in which mine are the current Write's packets: once
+// written, they are no longer the call's to count.
+func (w *Writer) flushMine(mine *Tally) error {
+	if err := w.flush(); err != nil {
+		return err
+	}
+	*mine = Tally{}
 	return nil
 }
 
@@ -237,25 +345,30 @@ func (w *Writer) encode(p *Packet) {
 
 // ifaceID returns the pcapng interface id for ifc, writing its description on first use.
 func (w *Writer) ifaceID(ifc *Interface) uint32 {
-	if ifc == w.lastIface {
-		return w.lastID
+	if id, ok := w.knownID(ifc); ok {
+		return id
 	}
-	id := -1
+	id := uint32(len(w.ifaces))
+	w.ifaces = append(w.ifaces, ifc)
+	w.idb(ifc)
+	w.lastIface, w.lastID = ifc, id
+	return id
+}
+
+// knownID returns the pcapng interface id of ifc if its description has been written.
+func (w *Writer) knownID(ifc *Interface) (uint32, bool) {
+	if ifc == w.lastIface {
+		return w.lastID, true
+	}
 	for i, known := range w.ifaces {
 		// Unnamed interfaces are told apart by pointer only: mergecap of two unnamed
 		// captures must stay two interfaces.
 		if known == ifc || (ifc.Name != "" && known.Name == ifc.Name && known.LinkType == ifc.LinkType) {
-			id = i
-			break
+			w.lastIface, w.lastID = ifc, uint32(i)
+			return uint32(i), true
 		}
 	}
-	if id < 0 {
-		id = len(w.ifaces)
-		w.ifaces = append(w.ifaces, ifc)
-		w.idb(ifc)
-	}
-	w.lastIface, w.lastID = ifc, uint32(id)
-	return uint32(id)
+	return 0, false
 }
 
 func (w *Writer) idb(ifc *Interface) {
