@@ -14,6 +14,14 @@ func Sum(b []byte, acc uint32) uint32 {
 	if len(b) < 32 {
 		return acc + sumShort(b)
 	}
+	if haveWide && len(b) >= wideMin {
+		return acc + sumVector(b)
+	}
+	return sumChains(b, acc)
+}
+
+// sumChains is Sum with carry chains, for any length.
+func sumChains(b []byte, acc uint32) uint32 {
 	// Eight bytes at a time with end-around carry: 2^16 is 1 modulo 2^16-1, so the
 	// ones'-complement sum of 64-bit big-endian words folds to that of the 16-bit ones.
 	// Two carry chains, one for each half of a 32-byte step, so the CPU can run them side
@@ -52,6 +60,23 @@ func Sum(b []byte, acc uint32) uint32 {
 		t = t>>16 + t&0xffff
 	}
 	return acc + uint32(t)
+}
+
+// sumVector sums b (32 bytes or more) with sumWide, 64 KiB at a time, and the tail of
+// under 32 bytes with sumShort. sumWide adds little-endian words: the ones'-complement
+// sum of byte-swapped words is the byte-swapped sum (RFC 1071, byte order independence),
+// so its folded sum is swapped back.
+func sumVector(b []byte) uint32 {
+	var s uint64
+	for len(b) >= 32 {
+		n := min(len(b), 64<<10) &^ 31
+		s += sumWide(b[:n])
+		b = b[n:]
+	}
+	for s > 0xffff {
+		s = s>>16 + s&0xffff
+	}
+	return uint32(s>>8|s<<8&0xff00) + sumShort(b)
 }
 
 // Fold folds an accumulated sum to 16 bits and complements it: the checksum to store.

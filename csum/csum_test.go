@@ -2,6 +2,7 @@ package csum
 
 import (
 	"bytes"
+	"fmt"
 	"testing"
 )
 
@@ -63,14 +64,18 @@ func TestAdjust(t *testing.T) {
 // Sum agrees with a plain 16-bit word sum on every length and alignment, and chains.
 // plain is the ones'-complement sum as RFC 1071 spells it, 16 bits at a time.
 func plain(b []byte, acc uint32) uint32 {
+	s := uint64(acc) // 64 bits: a quarter of a megabyte of 0xffff words overflows 32
 	for len(b) >= 2 {
-		acc += uint32(b[0])<<8 | uint32(b[1])
+		s += uint64(b[0])<<8 | uint64(b[1])
 		b = b[2:]
 	}
 	if len(b) == 1 {
-		acc += uint32(b[0]) << 8
+		s += uint64(b[0]) << 8
 	}
-	return acc
+	for s > 0xffff {
+		s = s>>16 + s&0xffff
+	}
+	return uint32(s)
 }
 
 func FuzzSum(f *testing.F) {
@@ -78,8 +83,17 @@ func FuzzSum(f *testing.F) {
 	f.Add([]byte{0x45, 0, 0, 0x73}, uint32(7))
 	f.Fuzz(func(t *testing.T, b []byte, acc uint32) {
 		acc >>= 8 // callers pass partial sums, far below 2^32
-		if got, want := Fold(Sum(b, acc)), Fold(plain(b, acc)); got != want {
+		want := Fold(plain(b, acc))
+		if got := Fold(Sum(b, acc)); got != want {
 			t.Fatalf("%d bytes: %#04x, want %#04x", len(b), got, want)
+		}
+		if got := Fold(sumChains(b, acc)); got != want {
+			t.Fatalf("carry chains, %d bytes: %#04x, want %#04x", len(b), got, want)
+		}
+		if haveWide && len(b) >= 32 {
+			if got := Fold(sumVector(b) + acc); got != want {
+				t.Fatalf("vector sum, %d bytes: %#04x, want %#04x", len(b), got, want)
+			}
 		}
 	})
 }
@@ -95,14 +109,63 @@ func TestSumMatchesWordSum(t *testing.T) {
 	for n := 0; n <= len(b); n += 1 + n/16 {
 		for _, off := range []int{0, 1} {
 			in := b[off : off+min(n, len(b)-off)]
-			if got, want := Fold(Sum(in, 7)), Fold(plain(in, 7)); got != want {
+			want := Fold(plain(in, 7))
+			if got := Fold(Sum(in, 7)); got != want {
 				t.Fatalf("%d bytes at offset %d: %#04x, want %#04x", len(in), off, got, want)
+			}
+			if got := Fold(sumChains(in, 7)); got != want {
+				t.Fatalf("carry chains, %d bytes at offset %d: %#04x, want %#04x", len(in), off, got, want)
+			}
+			if got := Fold(sumVector(in) + 7); haveWide && len(in) >= 32 && got != want {
+				t.Fatalf("vector sum, %d bytes at offset %d: %#04x, want %#04x", len(in), off, got, want)
 			}
 		}
 	}
 	ones := bytes.Repeat([]byte{0xff}, 1500)
 	if got, want := Fold(Sum(ones, 0)), Fold(plain(ones, 0)); got != want {
 		t.Fatalf("all ones: %#04x, want %#04x", got, want)
+	}
+}
+
+// Long inputs go to sumWide in 64 KiB pieces; all ones make every lane as full as it gets.
+func TestSumLong(t *testing.T) {
+	for _, n := range []int{64 << 10, 64<<10 + 31, 64<<10 + 32, 200 << 10, 256<<10 + 5} {
+		for _, fill := range []byte{0xff, 0x5a} {
+			b := bytes.Repeat([]byte{fill}, n)
+			b[n/3] = 0x01
+			if got, want := Fold(Sum(b, 3)), Fold(plain(b, 3)); got != want {
+				t.Fatalf("%d bytes of %#x: %#04x, want %#04x", n, fill, got, want)
+			}
+		}
+	}
+}
+
+// Sum, whichever way it takes, against the carry chains alone (sumChains) and against
+// the vector sum alone where there is one: the three agree, and wideMin is where the
+// vector sum starts paying.
+func BenchmarkSumLengths(b *testing.B) {
+	for _, n := range []int{32, 64, 96, 128, 256, 576, 1480, 9000} {
+		buf := bytes.Repeat([]byte{0xa5}, n)
+		b.Run(fmt.Sprintf("%d/Sum", n), func(b *testing.B) {
+			b.SetBytes(int64(n))
+			for b.Loop() {
+				Sum(buf, 0)
+			}
+		})
+		b.Run(fmt.Sprintf("%d/chains", n), func(b *testing.B) {
+			b.SetBytes(int64(n))
+			for b.Loop() {
+				sumChains(buf, 0)
+			}
+		})
+		if haveWide {
+			b.Run(fmt.Sprintf("%d/vector", n), func(b *testing.B) {
+				b.SetBytes(int64(n))
+				for b.Loop() {
+					sumVector(buf)
+				}
+			})
+		}
 	}
 }
 
