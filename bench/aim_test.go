@@ -61,6 +61,36 @@ func TestEvaluate(t *testing.T) {
 	}
 }
 
+// The 64 B aims' notes scale them to this run's cat f | cat; met stays the aim as written.
+func TestEvaluateScaledNote(t *testing.T) {
+	res := []Result{
+		{ID: "fw-64", Run: Measurement{Runs: 1, Mpps: 9}, Floor: &Measurement{Runs: 1, Mpps: 16.2}},
+		{ID: "fw-nat-64", Run: Measurement{Runs: 1, Mpps: 6}, Floor: &Measurement{Runs: 1, Mpps: 12}},
+		{ID: "fw-nat-1500", Run: Measurement{Runs: 1, Gbps: 10}, Floor: &Measurement{Runs: 1, Gbps: 11}},
+	}
+	want := map[string][]string{
+		"fw-64":       {"16.2 Mpps here, 75% of design.md's 21.6", "scaled: 7.5 Mpps, met"},
+		"fw-nat-64":   {"scaled: 5.62 Mpps, met"},
+		"fw-nat-1500": {"floor (cat through the same pipes): 11 Gbit/s"},
+	}
+	for _, a := range Evaluate(Aims(), res) {
+		if a.Met {
+			t.Errorf("%s: met, though %v is under the aim as written", a.Workload, a.Value)
+		}
+		for _, w := range want[a.Workload] {
+			if !strings.Contains(a.Note, w) {
+				t.Errorf("%s: note %q does not say %q", a.Workload, a.Note, w)
+			}
+		}
+	}
+	res[0].Floor.Mpps = 21.6 * 1.2 // a faster machine scales the aim up
+	for _, a := range Evaluate(Aims(), res) {
+		if a.Workload == "fw-nat-64" && !strings.Contains(a.Note, "scaled: 9 Mpps, missed") {
+			t.Errorf("fw-nat-64 on a faster machine: note %q", a.Note)
+		}
+	}
+}
+
 func TestEvaluateUnmeasured(t *testing.T) {
 	out := Evaluate(Aims(), []Result{{ID: "latency-4"}})
 	if len(out) != 1 || out[0].Measured || out[0].Met || out[0].Note == "" {
