@@ -89,19 +89,32 @@ func linkOf(p *framing.Packet) framing.LinkType {
 // good checksum, no fragment), so a cached flow's frame is passed here and skips them; the
 // rest, with what fastParse made of them, go to bridge. The parse goes into the instance,
 // not the stack: bridge's frame is large, and most frames never need it.
-func (in *Instance) bridgeAll(dir books.Dir, pkts []framing.Packet) {
+//
+// Frames the fast path passed are queued a run at a time, before the next frame the slow
+// path handles; when every frame of the batch passed and nothing else was queued, none is
+// (the batch goes out as it is: whole reports it), which saves copying every Packet.
+func (in *Instance) bridgeAll(dir books.Dir, pkts []framing.Packet) (whole bool) {
 	fp := &in.parsed
+	fastOK := in.fastMax > 0 && (in.tables != nil || in.nat != nil)
+	run := 0 // pkts[run:i] passed the fast path and are not queued yet
 	for i := range pkts {
 		p := &pkts[i]
-		if in.fastMax > 0 && (in.tables != nil || in.nat != nil) {
+		if fastOK {
 			if fastParse(p, fp); fp.ok && !fp.control && in.fast(dir, p, fp, in.now) {
 				continue
 			}
 		} else {
 			*fp = fastParsed{}
 		}
+		in.pending[dir] = append(in.pending[dir], pkts[run:i]...)
+		run = i + 1
 		in.bridge(dir, p, fp)
 	}
+	if run == 0 && len(in.pending[books.East]) == 0 && len(in.pending[books.West]) == 0 {
+		return true
+	}
+	in.pending[dir] = append(in.pending[dir], pkts[run:]...)
+	return false
 }
 
 // bridge handles one frame in transparent mode that the fast path did not pass; fp is what

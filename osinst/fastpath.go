@@ -144,7 +144,8 @@ const (
 	tcpACK = 0x10
 )
 
-// fast passes p if its flow direction is cached, and reports whether it did.
+// fast passes p if its flow direction is cached, and reports whether it did; the caller
+// sends p on.
 func (in *Instance) fast(dir books.Dir, p *framing.Packet, fp *fastParsed, now int64) bool {
 	e := in.fastCache[dir].Get(&fp.key)
 	if e == nil || e.tcpFlags != fp.tcpFlags || now-e.lastSlow > int64(in.fastRefresh) {
@@ -164,7 +165,6 @@ func (in *Instance) fast(dir books.Dir, p *framing.Packet, fp *fastParsed, now i
 		p.Data = p.Data[:14+fp.n]
 		p.Length = len(p.Data)
 	}
-	in.emit(dir, *p, false)
 	return true
 }
 

@@ -2,6 +2,7 @@ package osinst
 
 import (
 	"bytes"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -459,4 +460,46 @@ func TestFastPathCounters(t *testing.T) {
 		t.Errorf("state dump:\n%s", dump.String())
 	}
 	h.close()
+}
+
+// A batch that mixes frames of a cached flow with frames the stack decides leaves in the
+// order it came: the fast path's frames are not held back behind the stack's, nor sent
+// ahead of them; a batch the fast path passes whole goes out as it came too.
+func TestFastPathKeepsBatchOrder(t *testing.T) {
+	for _, cfg := range []Config{
+		{Filter: mustRules(t, "*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n")},
+		{NAT: natSNAT(t)},
+	} {
+		h := newHarness(t, cfg)
+		cached := func(i int) []byte { return udpFrame(t, macA, macB, ipA, ipB, 7000, 53, fmt.Sprintf("cached %d", i)) }
+		for i := range 3 { // opens the flow and teaches the cache
+			h.send(books.East, cached(i))
+		}
+		batch := func(frames ...[]byte) []framing.Packet {
+			ps := make([]framing.Packet, len(frames))
+			for i, f := range frames {
+				ps[i] = framing.Packet{Data: f, Length: len(f), Timestamp: int64(i), Interface: ifWest}
+			}
+			return ps
+		}
+		before := h.in.FastPathStats().Hits
+		h.in.Input(books.East, batch(cached(3), cached(4),
+			udpFrame(t, macA, macB, ipA, ipB, 7001, 53, "new 1"), cached(5),
+			udpFrame(t, macA, macB, ipA, ipB, 7002, 53, "new 2")))
+		h.in.Input(books.East, batch(cached(6), cached(7)))
+		want := []string{"cached 3", "cached 4", "new 1", "cached 5", "new 2", "cached 6", "cached 7"}
+		out := h.east.take()
+		if len(out) != len(want) {
+			t.Fatalf("%d frames out, want %d", len(out), len(want))
+		}
+		for i, p := range out {
+			if !bytes.Contains(p.Data, []byte(want[i])) {
+				t.Errorf("frame %d out: %q, want the one of %q", i, p.Data, want[i])
+			}
+		}
+		if hits := h.in.FastPathStats().Hits - before; hits != 5 {
+			t.Errorf("%d fast-path hits in the two batches, want 5 (the cached flow's frames)", hits)
+		}
+		h.close()
+	}
 }

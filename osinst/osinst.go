@@ -412,8 +412,10 @@ func (in *Instance) Input(dir books.Dir, pkts []framing.Packet) {
 		for i := range pkts {
 			in.route(dir, &pkts[i])
 		}
-	} else {
-		in.bridgeAll(dir, pkts)
+	} else if in.bridgeAll(dir, pkts) {
+		in.settleFast()
+		in.write(dir, pkts)
+		return
 	}
 	in.settleFast()
 	in.flushPending()

@@ -183,6 +183,7 @@ func (in *Instance) route(dir books.Dir, p *framing.Packet) {
 	var fp fastParsed
 	if in.fastMax > 0 && etype != etherARP {
 		if fastParse(p, &fp); fp.ok && !fp.control && in.fast(dir, p, &fp, in.now) {
+			in.emit(dir, *p, false)
 			return
 		}
 		in.curPath = in.curPath[:0]
