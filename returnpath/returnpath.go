@@ -231,14 +231,17 @@ type ReadWriteCloser interface {
 // NeighborIsStage reports whether a stdpkt stage holds the other end of pipe f: another
 // process with the pipe open whose command name starts with "stdpkt-". A holder that is
 // still a fork of our shell (same executable as our parent: a pipeline stage not yet
-// exec'd) is waited for, up to patience. A source uses it at the end of a replay to decide
-// whether replies may still come home.
+// exec'd) is waited for, up to patience. Our parent itself is not: when it holds the pipe
+// it is a wrapper that forked us (time, timeout, strace), which will never exec into a
+// stage. A source uses it at the end of a replay to decide whether replies may still come
+// home, and every stage when its input ends.
 func NeighborIsStage(f *os.File, patience time.Duration) bool {
 	p, err := PipeOf(f)
 	if err != nil {
 		return false
 	}
-	shell, _ := os.Readlink(filepath.Join("/proc", strconv.Itoa(os.Getppid()), "exe"))
+	parent := os.Getppid()
+	shell, _ := os.Readlink(filepath.Join("/proc", strconv.Itoa(parent), "exe"))
 	deadline := time.Now().Add(patience)
 	for {
 		// Nobody but us holding it is a moment in an exec, as is an exe that is already a
@@ -252,7 +255,7 @@ func NeighborIsStage(f *os.File, patience time.Duration) bool {
 			if strings.HasPrefix(string(comm), "stdpkt-") || strings.HasPrefix(filepath.Base(exe), "stdpkt-") {
 				return true
 			}
-			if exe == "" || shell != "" && exe == shell { // unreadable: mid-exec
+			if pid != parent && (exe == "" || shell != "" && exe == shell) { // unreadable: mid-exec
 				forks = true
 			}
 		}
