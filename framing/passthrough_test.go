@@ -57,6 +57,39 @@ func (tw *twoWriters) check(t testing.TB) {
 	}
 }
 
+// copyStream reads stream in batches of batch packets, lets change alter each packet (nil:
+// none), writes every batch both ways and compares the two streams. It returns the error
+// that ended the stream (nil at its end), and how many packets could be passed through
+// as they were written, counted with batches of one (in a larger batch the Writer's last
+// interface moves on before the batch is written).
+func (tw *twoWriters) copyStream(t testing.TB, stream []byte, batch int, change func(*Packet)) (int, error) {
+	t.Helper()
+	rd := NewReader(bytes.NewReader(stream))
+	pkts := make([]Packet, batch)
+	passed := 0
+	for {
+		n, err := rd.Read(pkts)
+		for i := range pkts[:n] {
+			if change != nil {
+				change(&pkts[i])
+			}
+			if batch == 1 && tw.wp.passable(&pkts[i]) != nil {
+				passed++
+			}
+		}
+		if n > 0 && !tw.write(t, pkts[:n]) {
+			return passed, nil // a packet over the Writer's limit: both refused it
+		}
+		if err != nil {
+			tw.check(t)
+			if err == io.EOF {
+				err = nil
+			}
+			return passed, err
+		}
+	}
+}
+
 // mixedStream is a pcapng stream of blocks a Writer would write as they are and blocks it
 // would not: other timestamp resolutions and offsets, other options, flags with more than
 // a direction, padding that is not zero, an original length under the captured one.
@@ -103,26 +136,10 @@ func mixedStream(order appendOrder) []byte {
 func TestPassThroughAsEncoded(t *testing.T) {
 	for _, order := range []appendOrder{le, be} {
 		for _, batch := range []int{1, 7, 64} {
-			tw := newTwoWriters()
-			rd := NewReader(bytes.NewReader(mixedStream(order)))
-			pkts := make([]Packet, batch)
-			passed := 0
-			for {
-				n, err := rd.Read(pkts)
-				for i := range pkts[:n] {
-					if batch == 1 && tw.wp.passable(&pkts[i]) != nil {
-						passed++
-					}
-				}
-				tw.write(t, pkts[:n])
-				if err == io.EOF {
-					break
-				}
-				if err != nil {
-					t.Fatal(err)
-				}
+			passed, err := newTwoWriters().copyStream(t, mixedStream(order), batch, nil)
+			if err != nil {
+				t.Fatal(err)
 			}
-			tw.check(t)
 			// Of every 12 blocks, the 5 first (on west) can go through, but not the first
 			// of the stream, which also brings the interface's description.
 			want := 0
@@ -168,29 +185,14 @@ func TestPassThroughAfterChanges(t *testing.T) {
 	for name, stream := range streams {
 		for _, batch := range []int{1, 16} {
 			r := rand.New(rand.NewPCG(1, uint64(batch)))
-			tw := newTwoWriters()
-			rd := NewReader(bytes.NewReader(stream))
-			pkts := make([]Packet, batch)
-			passed := 0
-			for {
-				n, err := rd.Read(pkts)
-				for i := range pkts[:n] {
-					if r.IntN(2) == 0 {
-						changes[r.IntN(len(changes))].do(&pkts[i], r)
-					}
-					if batch == 1 && tw.wp.passable(&pkts[i]) != nil {
-						passed++
-					}
+			passed, err := newTwoWriters().copyStream(t, stream, batch, func(p *Packet) {
+				if r.IntN(2) == 0 {
+					changes[r.IntN(len(changes))].do(p, r)
 				}
-				tw.write(t, pkts[:n])
-				if err == io.EOF {
-					break
-				}
-				if err != nil {
-					t.Fatal(err)
-				}
+			})
+			if err != nil {
+				t.Fatal(err)
 			}
-			tw.check(t)
 			if batch == 1 && name == "as a stage writes" && passed < 200 {
 				t.Errorf("%s: only %d of 600 blocks passed through", name, passed)
 			}
