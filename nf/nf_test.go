@@ -36,7 +36,7 @@ func TestPumpFlushesWhenDrained(t *testing.T) {
 	}
 	defer r.Close()
 	s := stream(t, 2*BatchSize+10)
-	cut := len(s) - 10*(28+64+4) // the last 10 frames come later, after a pause
+	cut := len(s) - 10*(28+64+4)                // the last 10 frames come later, after a pause
 	if _, err := w.Write(s[:cut]); err != nil { // fits the pipe: all there before the first read
 		t.Fatal(err)
 	}
