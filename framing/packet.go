@@ -122,7 +122,7 @@ type Packet struct {
 	Direction Direction
 
 	// block is the pcapng block Data was read from, when re-encoding the packet as it was
-	// read would give that block byte for byte (see Reader.epb). A Writer sends such a
+	// read would give that block byte for byte (see Reader.plainEPBs). A Writer sends such a
 	// block on as it stands, Data changed in place included, when nothing else about the
 	// packet changed: no encoding, and a run of them goes out without a copy.
 	block []byte

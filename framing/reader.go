@@ -627,20 +627,13 @@ func (rd *Reader) epb(p *Packet, b []byte) (bool, error) {
 	p.Data = b[28:end:end]
 	p.Interface = si.iface
 	p.Direction = DirUnknown
-	p.block = nil
-	opts := b[min(len(b)-4, (end+3)&^3) : len(b)-4]
-	if len(opts) >= 4 {
+	p.block = nil // only plainEPBs decides that a block may pass through as it stands
+	if opts := b[min(len(b)-4, (end+3)&^3) : len(b)-4]; len(opts) >= 4 {
 		flags, err := rd.epbFlags(opts)
 		if err != nil {
 			return false, err
 		}
 		p.Direction = Direction(flags & 3)
-		if len(opts) == 12 && flags&^3 == 0 && flags != 0 && rd.order.Uint32(opts[8:]) == 0 {
-			opts = nil // exactly the epb_flags a Writer writes for the direction
-		}
-	}
-	if len(opts) == 0 && si.exactNanos && !rd.order.big && p.Length == int(rd.order.Uint32(b[24:])) && zeroPad(b[end:(end+3)&^3]) {
-		p.block = b
 	}
 	return true, nil
 }
@@ -648,7 +641,9 @@ func (rd *Reader) epb(p *Packet, b []byte) (bool, error) {
 // plainEPBs reads the blocks a Writer writes, one after another, into pkts: little-endian
 // enhanced packet blocks of a nanosecond interface with no option but the direction. They
 // are nearly every block of a chain's stream, so they are read here with the fewest checks
-// that give epb's result. It stops at the first block of any other kind, or not whole in
+// that give epb's result, and marked as blocks a Writer may pass through as they stand
+// (Packet.block); a block epb reads (the first after an interface description, say) is
+// encoded again, which costs a little and changes nothing. It stops at the first block of any other kind, or not whole in
 // the buffer, or with anything wrong, and leaves it to next (which says what is wrong).
 func (rd *Reader) plainEPBs(pkts []Packet) int {
 	le := binary.LittleEndian

@@ -133,7 +133,7 @@ func (w *Writer) passable(p *Packet) []byte {
 	if id, ok := w.knownID(p.Interface); !ok || id != le.Uint32(hdr[8:]) {
 		return nil
 	}
-	// The block's options are none, or the epb_flags of a direction (Reader.epb).
+	// The block's options are none, or the epb_flags of a direction (Reader.plainEPBs).
 	if opts := len(b) - 32 - (len(p.Data)+3)&^3; (opts == 0) != (p.Direction == DirUnknown) ||
 		(opts != 0 && le.Uint32(b[len(b)-12:]) != uint32(p.Direction)) {
 		return nil
