@@ -160,16 +160,22 @@ func holdsPipe(pid int, p Pipe) bool {
 	if err != nil {
 		return false
 	}
-	want := "pipe:[" + strconv.FormatUint(p.Ino, 10) + "]"
 	for _, e := range ents {
-		if target, err := os.Readlink(filepath.Join(dir, e.Name())); err == nil && target == want {
-			var st unix.Stat_t
-			if unix.Stat(filepath.Join(dir, e.Name()), &st) == nil && st.Dev == p.Dev {
-				return true
-			}
+		if fdIsPipe(filepath.Join(dir, e.Name()), p) {
+			return true
 		}
 	}
 	return false
+}
+
+// fdIsPipe reports whether the /proc/PID/fd/N entry at path is pipe p.
+func fdIsPipe(path string, p Pipe) bool {
+	target, err := os.Readlink(path)
+	if err != nil || target != "pipe:["+strconv.FormatUint(p.Ino, 10)+"]" {
+		return false
+	}
+	var st unix.Stat_t
+	return unix.Stat(path, &st) == nil && st.Dev == p.Dev
 }
 
 // IsRefused reports whether err says nothing listened: the neighbour is not a stdpkt stage.
@@ -231,10 +237,12 @@ type ReadWriteCloser interface {
 // NeighborIsStage reports whether a stdpkt stage holds the other end of pipe f: another
 // process with the pipe open whose command name starts with "stdpkt-". A holder that is
 // still a fork of our shell (same executable as our parent: a pipeline stage not yet
-// exec'd) is waited for, up to patience. Our parent itself is not: when it holds the pipe
-// it is a wrapper that forked us (time, timeout, strace), which will never exec into a
-// stage. A source uses it at the end of a replay to decide whether replies may still come
-// home, and every stage when its input ends.
+// exec'd) is waited for, up to patience, and so is our parent while it holds the pipe at a
+// descriptor of its own: a shell forking a pipeline does that until it has forked the
+// stage at the other end. A parent that holds the pipe at our descriptor (f's) handed it
+// to us: it is a wrapper that forked us (time, timeout, strace) and waits for us, and will
+// never exec into a stage. A source uses it at the end of a replay to decide whether
+// replies may still come home, and every stage when its input ends.
 func NeighborIsStage(f *os.File, patience time.Duration) bool {
 	p, err := PipeOf(f)
 	if err != nil {
@@ -242,6 +250,7 @@ func NeighborIsStage(f *os.File, patience time.Duration) bool {
 	}
 	parent := os.Getppid()
 	shell, _ := os.Readlink(filepath.Join("/proc", strconv.Itoa(parent), "exe"))
+	handedDown := filepath.Join("/proc", strconv.Itoa(parent), "fd", strconv.Itoa(int(f.Fd())))
 	deadline := time.Now().Add(patience)
 	for {
 		// Nobody but us holding it is a moment in an exec, as is an exe that is already a
@@ -255,7 +264,8 @@ func NeighborIsStage(f *os.File, patience time.Duration) bool {
 			if strings.HasPrefix(string(comm), "stdpkt-") || strings.HasPrefix(filepath.Base(exe), "stdpkt-") {
 				return true
 			}
-			if pid != parent && (exe == "" || shell != "" && exe == shell) { // unreadable: mid-exec
+			wrapper := pid == parent && fdIsPipe(handedDown, p)
+			if !wrapper && (exe == "" || shell != "" && exe == shell) { // unreadable: mid-exec
 				forks = true
 			}
 		}
