@@ -269,6 +269,10 @@ func (s *flowShards) shard(k flowKey) map[flowKey]*flowEntry {
 	le := binary.LittleEndian
 	h := mulFold(le.Uint64(k.src[:8])^le.Uint64(k.dst[:8])^s.secret[0],
 		le.Uint64(k.src[8:])^le.Uint64(k.dst[8:])^uint64(k.sport)<<24^uint64(k.dport)<<8^uint64(k.proto)^s.secret[1])
+	// One fold leaves the low bits of keys that differ in one field (the port) in a few
+	// residues: with 500 flows one shard in 40 tables stayed empty, not one in 2,500.
+	// A second fold spreads them.
+	h = mulFold(h^s.secret[1], s.secret[0])
 	return s.shards[h%flowShardCount]
 }
 
