@@ -373,7 +373,7 @@ func (a *admitTarget) Action(pkt *stack.PacketBuffer, _ stack.Hook, _ *stack.Rou
 	}
 	pkt.FillConnTrackInfo(stack.ConnTrackInfoOpts{UseReplyDir: true}, &rep)
 	key := connKey(&orig)
-	now := time.Now().UnixNano()
+	now := in.wall()
 	ft := in.flowTab
 	ft.mu.Lock()
 	defer ft.mu.Unlock()
@@ -459,7 +459,7 @@ func (in *Instance) mangleTable(v6 bool) stack.Table {
 // past and netstack drops it.
 func (in *Instance) sweepFlows() {
 	ft := in.flowTab
-	now := time.Now().UnixNano()
+	now := in.wall()
 	ft.mu.Lock()
 	// Each shard is walked once a sweepEvery, the shards spread over it: a large table
 	// holds packets back for a 64th of its walk at a time. After a quiet spell every shard
@@ -547,7 +547,7 @@ func (in *Instance) Flows(max int) []Flow {
 		return nil
 	}
 	ft := in.flowTab
-	now := time.Now().UnixNano()
+	now := in.wall()
 	ft.mu.Lock()
 	out := make([]Flow, 0, min(ft.m.Len(), max))
 	type kv struct {

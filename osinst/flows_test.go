@@ -59,13 +59,18 @@ func TestMaxFlows(t *testing.T) {
 // entry goes with it, so a new connection on the same ports is NEW again.
 func TestFlowTimeout(t *testing.T) {
 	h := newHarness(t, Config{NAT: natSNAT(t), MaxFlows: 5, Timeouts: Timeouts{UDP: 20 * time.Millisecond}})
+	h.stopClock()
 	for i := range 5 {
 		h.send(books.East, udpFrame(t, macA, macB, ipA, ipB, uint16(30000+i), 53, "q"))
 	}
 	if east, _ := h.send(books.East, udpFrame(t, macA, macB, ipA, ipB, 31000, 53, "q")); len(east) != 0 {
 		t.Fatal("a sixth flow passed a table of five")
 	}
-	time.Sleep(60 * time.Millisecond) // past the timeout, however the sweep falls
+	h.advance(19 * time.Millisecond) // within the timeout
+	if east, _ := h.send(books.East, udpFrame(t, macA, macB, ipA, ipB, 31002, 53, "q")); len(east) != 0 {
+		t.Fatal("a sixth flow passed a table of five idle for less than their timeout")
+	}
+	h.advance(41 * time.Millisecond) // past the timeout, however the sweep falls
 	if east, _ := h.send(books.East, udpFrame(t, macA, macB, ipA, ipB, 31001, 53, "q")); len(east) != 1 {
 		t.Fatal("a new flow was refused after the idle ones expired")
 	}
@@ -355,6 +360,7 @@ COMMIT
 `)
 	for _, proto := range []string{"udp", "icmp"} {
 		h := newHarness(t, Config{Filter: fw, NoFastPath: true, Timeouts: Timeouts{UDP: 20 * time.Millisecond, ICMP: 20 * time.Millisecond}})
+		h.stopClock()
 		out, back := udpFrame(t, macA, macB, ipA, ipB, 5000, 53, "q"), udpFrame(t, macB, macA, ipB, ipA, 53, 5000, "a")
 		if proto == "icmp" {
 			out, back = icmpFrame(t, macA, macB, ipA, ipB, 8, 0, 99, 1), icmpFrame(t, macB, macA, ipB, ipA, 0, 0, 99, 1)
@@ -365,7 +371,7 @@ COMMIT
 		if _, west := h.send(books.West, back); len(west) != 1 {
 			t.Fatalf("%s: the reply did not pass", proto)
 		}
-		time.Sleep(60 * time.Millisecond)                                        // past the timeout, however the sweep falls
+		h.advance(60 * time.Millisecond)                                         // past the timeout, however the sweep falls
 		h.send(books.East, udpFrame(t, macA, macB, ipA, ipB, 6000, 53, "sweep")) // the sweep runs on input
 		if _, west := h.send(books.West, back); len(west) != 0 {
 			t.Errorf("%s: a reply after the connection timed out passed as ESTABLISHED", proto)
@@ -380,6 +386,7 @@ COMMIT
 func TestSweepWalksAShardAtATime(t *testing.T) {
 	h := newHarness(t, Config{Filter: mustRules(t, "*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n"), NoFastPath: true})
 	defer h.close()
+	h.stopClock() // the sends sweep nothing: no shard falls due while the clock stands
 	for i := range 500 {
 		h.send(books.East, udpFrame(t, macA, macB, ipA, ipB, uint16(20000+i), 53, "q"))
 	}
@@ -394,16 +401,16 @@ func TestSweepWalksAShardAtATime(t *testing.T) {
 			}
 		}
 		before := ft.m.Len()
-		ft.lastSweep = time.Now().UnixNano() - int64(behind)
+		ft.lastSweep = h.wall.Load() - int64(behind)
 		ft.mu.Unlock()
 		h.in.sweepFlows()
 		return before - ft.m.Len()
 	}
 	step := ft.sweepEvery() / flowShardCount
-	next := ft.nextShard
-	for i := 500; len(ft.m.shards[next]) == 0 && i < 5000; i++ { // one table in 2,500 leaves it empty
+	for i := 500; len(ft.m.shards[ft.nextShard]) == 0 && i < 5000; i++ { // one table in 2,500 leaves it empty
 		h.send(books.East, udpFrame(t, macA, macB, ipA, ipB, uint16(20000+i), 53, "q"))
 	}
+	next := ft.nextShard
 	want, total := len(ft.m.shards[next]), ft.m.Len()
 	if got := sweep(step + step/2); got != want || got == 0 || got > 50 {
 		t.Errorf("one shard due: %d connections removed, want the %d of shard %d", got, want, next)
@@ -424,13 +431,14 @@ func TestExpiryEvictsFastPath(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			h := newHarness(t, c.cfg)
+			h.stopClock() // the three packets come at once, within the fast path's refresh
 			for range 3 {
 				h.send(books.East, udpFrame(t, macA, macB, ipA, ipB, 7000, 53, "q"))
 			}
 			if f := h.in.FastPathStats(); f.Cached != 1 || f.Hits != 1 {
 				t.Fatalf("after 3 packets of one flow: %+v, want it cached and one hit", f)
 			}
-			time.Sleep(60 * time.Millisecond)                                    // past the timeout, however the sweep falls
+			h.advance(60 * time.Millisecond)                                     // past the timeout, however the sweep falls
 			h.send(books.East, udpFrame(t, macA, macB, ipA, ipB, 7001, 53, "q")) // another flow's packet runs the sweep
 			if f := h.in.FastPathStats(); f.Cached != 0 || f.Evictions != 1 {
 				t.Errorf("after the flow expired: %+v, want nothing cached, one eviction", f)

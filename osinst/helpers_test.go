@@ -5,7 +5,9 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
@@ -55,7 +57,19 @@ type harness struct {
 	east, west recorder
 	bk         books.Books
 	ts         int64
+	wall       atomic.Int64 // the instance's wall clock once stopClock has stopped it
 }
+
+// stopClock stops the instance's wall clock (timeouts, sweeps, fast-path refreshes) at the
+// present: from then on only advance moves it, so a test's idleness is exact however slowly
+// the machine runs it.
+func (h *harness) stopClock() {
+	h.wall.Store(time.Now().UnixNano())
+	h.in.wall = h.wall.Load
+}
+
+// advance moves the stopped clock on by d.
+func (h *harness) advance(d time.Duration) { h.wall.Add(int64(d)) }
 
 func newHarness(t *testing.T, cfg Config) *harness {
 	t.Helper()

@@ -153,6 +153,9 @@ type Instance struct {
 
 	rt    routerState
 	clock *shiftClock
+	// wall is the clock of the connection table and the fast path (ns): their timeouts,
+	// sweeps and refreshes. Tests stop it to make idleness exact.
+	wall func() int64
 }
 
 // shiftClock is the stack's clock, which forgetNew can turn back for a moment.
@@ -244,7 +247,7 @@ func New(cfg Config, east, west Output, bk *books.Books) (*Instance, error) {
 	if east == nil || west == nil || bk == nil {
 		return nil, errors.New("osinst: New needs both outputs and the books")
 	}
-	in := &Instance{cfg: cfg, bk: bk}
+	in := &Instance{cfg: cfg, bk: bk, wall: wallClock}
 	in.out[books.East], in.out[books.West] = east, west
 	switch {
 	case cfg.West.IsValid() && cfg.East.IsValid():
@@ -400,7 +403,7 @@ func (in *Instance) Input(dir books.Dir, pkts []framing.Packet) {
 	if in.flowTab != nil {
 		in.sweepFlows()
 	}
-	in.now = time.Now().UnixNano()
+	in.now = in.wall()
 	side := &in.bk.Dir[dir]
 	n := framing.Bytes(pkts)
 	side.In.Add(len(pkts), n)
@@ -513,3 +516,6 @@ func (in *Instance) DumpState(w io.Writer) {
 
 // now is the timestamp of frames the instance generates.
 func now() int64 { return time.Now().UnixNano() }
+
+// wallClock is an instance's wall clock, unless a test stops it.
+func wallClock() int64 { return time.Now().UnixNano() }
