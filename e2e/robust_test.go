@@ -283,7 +283,7 @@ func TestSignalAnyStage(t *testing.T) {
 						"| stdpkt-fw --stats-json fw.json --allow udp "+
 						"| stdpkt-nat --stats-json nat.json --snat 203.0.113.1 "+
 						"| stdpkt-sink --stats-interval 50ms --stats-json sink.json -w out.pcapng")
-				waitFor(t, stderr, "Gbit/s | in ") // the sink has seen packets and rates
+				waitForLine(t, stderr, sinkHasPackets)
 				pid := stagePid(t, cmd.Process.Pid, target)
 				start := time.Now()
 				if err := syscall.Kill(pid, sig); err != nil {

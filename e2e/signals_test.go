@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -33,15 +34,25 @@ func startChain(t *testing.T, dir, script string) (*exec.Cmd, *bufio.Reader) {
 // waitFor reads stderr lines until one contains s, and returns the lines read.
 func waitFor(t *testing.T, r *bufio.Reader, s string) string {
 	t.Helper()
+	return waitForLine(t, r, regexp.MustCompile(regexp.QuoteMeta(s)))
+}
+
+// sinkHasPackets matches a sink's stats line once a packet has reached it: every stage of
+// the chain has then set up its signal handling, which comes before its first packet.
+var sinkHasPackets = regexp.MustCompile(`Gbit/s \| in [1-9]`)
+
+// waitForLine reads stderr lines until one matches re, and returns the lines read.
+func waitForLine(t *testing.T, r *bufio.Reader, re *regexp.Regexp) string {
+	t.Helper()
 	var seen strings.Builder
 	for {
 		line, err := r.ReadString('\n')
 		seen.WriteString(line)
-		if strings.Contains(line, s) {
+		if re.MatchString(line) {
 			return seen.String()
 		}
 		if err != nil {
-			t.Fatalf("stderr ended without %q:\n%s", s, seen.String())
+			t.Fatalf("stderr ended without a line matching %q:\n%s", re, seen.String())
 		}
 	}
 }
@@ -59,7 +70,7 @@ func TestInterruptChain(t *testing.T) {
 		t.Fatalf("pkill -USR1: %v", err)
 	}
 	waitFor(t, stderr, "stdpkt-sink eastbound: in ")
-	waitFor(t, stderr, "Gbit/s | in ")
+	waitForLine(t, stderr, sinkHasPackets)
 	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
