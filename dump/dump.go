@@ -64,6 +64,8 @@ func (d *Dumper) Shown() uint64 {
 //
 // With --pass it is a full stage: replies from the east neighbour (ret) are printed too and
 // passed on west, so a dump can sit anywhere in a chain without cutting the return path.
+// Without, ret (if any) is only closed at the end, telling the west neighbour that no
+// reply will come.
 func (d *Dumper) Run(ctx context.Context, in io.Reader, ret *nf.Return, st *nf.Stage) error {
 	r := framing.NewReader(in)
 	east := st.Books.East()
@@ -85,7 +87,7 @@ func (d *Dumper) Run(ctx context.Context, in io.Reader, ret *nf.Return, st *nf.S
 	}, d.flush)
 	var werr error
 	drained := false
-	if ret != nil && err == nil {
+	if ret != nil && d.cfg.Pass != nil && err == nil {
 		// The input ended: let the chain drain east, and pass the replies still coming.
 		_ = d.flush()
 		drained, werr = ret.DrainWest(ctx, westDone, st.Books.West().In.Packets, nf.DrainQuiet)

@@ -90,12 +90,14 @@ Examples:
 			}
 			st.Extra = func() map[string]any { return map[string]any{"shown": d.Shown()} }
 			status := nf.Run(opts, st, func(ctx context.Context) error {
-				var ret *nf.Return
+				// Even a dump that passes nothing on connects to a source before it, and
+				// closes the return path when it ends: the source then knows no reply will
+				// come, instead of waiting for a stage that never dials.
+				ret, err := nf.OpenReturn(ctx, opts, nf.Ends{East: cfg.Pass != nil, West: true})
+				if err != nil {
+					return err
+				}
 				if cfg.Pass != nil { // a stage in a chain: replies pass through it too
-					var err error
-					if ret, err = nf.OpenReturn(ctx, opts, nf.Ends{East: true, West: true}); err != nil {
-						return err
-					}
 					st.Writes(books.West, ret)
 				}
 				return d.Run(ctx, os.Stdin, ret, st)
