@@ -247,7 +247,7 @@ func New(cfg Config, east, west Output, bk *books.Books) (*Instance, error) {
 	if east == nil || west == nil || bk == nil {
 		return nil, errors.New("osinst: New needs both outputs and the books")
 	}
-	in := &Instance{cfg: cfg, bk: bk, wall: wallClock}
+	in := &Instance{cfg: cfg, bk: bk, wall: now}
 	in.out[books.East], in.out[books.West] = east, west
 	switch {
 	case cfg.West.IsValid() && cfg.East.IsValid():
@@ -514,8 +514,6 @@ func (in *Instance) DumpState(w io.Writer) {
 	}
 }
 
-// now is the timestamp of frames the instance generates.
+// now is the timestamp of frames the instance generates, and an instance's wall clock
+// unless a test stops it.
 func now() int64 { return time.Now().UnixNano() }
-
-// wallClock is an instance's wall clock, unless a test stops it.
-func wallClock() int64 { return time.Now().UnixNano() }
