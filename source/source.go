@@ -102,43 +102,52 @@ func (s *Source) Run(ctx context.Context, out *framing.Writer, st *nf.Stage) err
 	p := newPacer(cfg.PPS, cfg.Realtime)
 	stampNow := cfg.Stamp == StampNow || (cfg.Stamp == StampAuto && (cfg.Realtime || cfg.PPS > 0))
 	for i := 0; i < loops && ctx.Err() == nil; i++ {
-		var in io.Reader = cfg.Stdin
-		if cfg.File != "-" {
-			f, err := os.Open(cfg.File)
-			if err != nil {
-				return err
-			}
-			in = f
-			if prog := progress(f); prog != nil {
-				s.progress.Store(&prog)
-			}
-			defer f.Close()
-		}
-		r := framing.NewReader(in)
-		p.restart()
-		var ts *twoSided
-		if cfg.FromEast != nil {
-			ts = &twoSided{sides: *cfg.FromEast, home: cfg.Home, wait: cfg.TurnWait,
-				marked: map[*framing.Interface]*framing.Interface{}}
-		}
-		err := st.Pump(ctx, r, func(pkts []framing.Packet) error {
-			st.Books.East().In.Add(len(pkts), framing.Bytes(pkts))
-			if ts != nil {
-				return ts.send(ctx, pkts, func(b []framing.Packet) error {
-					return send(ctx, p, stampNow, b, out, st)
-				}, out.Flush)
-			}
-			return send(ctx, p, stampNow, pkts, out, st)
-		}, out.Flush)
-		if err != nil {
-			name := cfg.File
-			if name == "-" {
-				name = "stdin"
-			}
-			return fmt.Errorf("%s: %w", name, err)
+		if err := s.replayOnce(ctx, p, stampNow, out, st); err != nil {
+			return err
 		}
 	}
 	return out.Flush()
+}
+
+// replayOnce sends the trace once; a file is closed before the next pass opens it.
+func (s *Source) replayOnce(ctx context.Context, p *pacer, stampNow bool, out *framing.Writer, st *nf.Stage) error {
+	cfg := s.cfg
+	var in io.Reader = cfg.Stdin
+	if cfg.File != "-" {
+		f, err := os.Open(cfg.File)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		in = f
+		if prog := progress(f); prog != nil {
+			s.progress.Store(&prog)
+		}
+	}
+	r := framing.NewReader(in)
+	p.restart()
+	var ts *twoSided
+	if cfg.FromEast != nil {
+		ts = &twoSided{sides: *cfg.FromEast, home: cfg.Home, wait: cfg.TurnWait,
+			marked: map[*framing.Interface]*framing.Interface{}}
+	}
+	err := st.Pump(ctx, r, func(pkts []framing.Packet) error {
+		st.Books.East().In.Add(len(pkts), framing.Bytes(pkts))
+		if ts != nil {
+			return ts.send(ctx, pkts, func(b []framing.Packet) error {
+				return send(ctx, p, stampNow, b, out, st)
+			}, out.Flush)
+		}
+		return send(ctx, p, stampNow, pkts, out, st)
+	}, out.Flush)
+	if err != nil {
+		name := cfg.File
+		if name == "-" {
+			name = "stdin"
+		}
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	return nil
 }
 
 func (s *Source) runGen(ctx context.Context, out *framing.Writer, st *nf.Stage) error {

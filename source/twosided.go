@@ -45,14 +45,18 @@ func (s Sides) fromEast(p *framing.Packet) bool {
 	return ok && s.Src.Contains(src)
 }
 
-// sourceAddr returns the IP source address of an Ethernet or raw IP frame.
+// sourceAddr returns the IP source address of an IP frame: Ethernet (behind any VLAN
+// tags), Linux cooked (SLL, SLL2) or raw IP. Only an IP EtherType or protocol counts: a
+// BPDU or an LLDP frame whose payload happens to start with the nibble 4 has no source.
 func sourceAddr(p *framing.Packet) (netip.Addr, bool) {
 	b := p.Data
 	link := framing.LinkEthernet
 	if p.Interface != nil {
 		link = p.Interface.LinkType
 	}
-	if link == framing.LinkEthernet {
+	var proto uint16 // the EtherType, where the link header has one
+	switch link {
+	case framing.LinkEthernet:
 		if len(b) < 14 {
 			return netip.Addr{}, false
 		}
@@ -60,12 +64,25 @@ func sourceAddr(p *framing.Packet) (netip.Addr, bool) {
 		for (et == 0x8100 || et == 0x88a8) && len(b) >= off+4 {
 			et, off = binary.BigEndian.Uint16(b[off+2:]), off+4
 		}
-		b = b[off:]
+		proto, b = et, b[off:]
+	case framing.LinkLinuxSLL: // 16-byte header, the protocol at 14
+		if len(b) < 16 {
+			return netip.Addr{}, false
+		}
+		proto, b = binary.BigEndian.Uint16(b[14:]), b[16:]
+	case framing.LinkLinuxSLL2: // 20-byte header, the protocol first
+		if len(b) < 20 {
+			return netip.Addr{}, false
+		}
+		proto, b = binary.BigEndian.Uint16(b[0:]), b[20:]
+	case framing.LinkRaw, framing.LinkIPv4, framing.LinkIPv6:
+	default:
+		return netip.Addr{}, false
 	}
 	switch {
-	case len(b) >= 20 && b[0]>>4 == 4:
+	case len(b) >= 20 && b[0]>>4 == 4 && (proto == 0 || proto == 0x0800):
 		return netip.AddrFrom4([4]byte(b[12:16])), true
-	case len(b) >= 40 && b[0]>>4 == 6:
+	case len(b) >= 40 && b[0]>>4 == 6 && (proto == 0 || proto == 0x86dd):
 		return netip.AddrFrom16([16]byte(b[8:24])), true
 	}
 	return netip.Addr{}, false
