@@ -7,10 +7,10 @@ import (
 	"io"
 	"os"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
 
 	"github.com/stdpkt/stdpkt/books"
 	"github.com/stdpkt/stdpkt/framing"
@@ -283,10 +283,23 @@ func (r *Return) DrainWest(ctx context.Context, westDone <-chan error, came func
 // CloseStdout ends the eastbound stream, so the chain drains, while keeping hold of the
 // pipe: the east neighbour checks that whoever it connected to holds the pipe, and it may
 // check after we have finished writing. A read end keeps that true without keeping the
-// stream open.
+// stream open. The read end takes the write end's place at descriptor 1 in one step
+// (dup3): opening it, then closing stdout, left a moment in which a neighbour listing our
+// descriptors saw the new one not yet and the old one no more, and refused us (one short
+// chain in a hundred on a loaded machine).
 func (r *Return) CloseStdout() {
-	r.held, _ = os.OpenFile("/proc/self/fd/1", os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	os.Stdout.Close()
+	held, err := unix.Open("/proc/self/fd/1", unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		os.Stdout.Close()
+		return
+	}
+	if err := unix.Dup3(held, 1, unix.O_CLOEXEC); err != nil {
+		unix.Close(held)
+		os.Stdout.Close()
+		return
+	}
+	unix.Close(held)
+	r.held = os.Stdout // descriptor 1, now the read end
 }
 
 // Close closes both connections, so the neighbours see the return path end.
