@@ -84,9 +84,11 @@ func (l *Listener) Accept(ctx context.Context) (*net.UnixConn, error) {
 			}
 			return nil, fmt.Errorf("return path: accept: %w", err)
 		}
-		if err := checkPeer(c, l.pipe); err != nil {
+		if pid, err := checkPeer(c, l.pipe); err != nil {
 			c.Close()
-			if l.Refused != nil {
+			// A stage that connected and then died (its east neighbour went away: | head)
+			// no longer holds the pipe either; that is no intruder worth a word.
+			if l.Refused != nil && !exiting(pid) {
 				l.Refused(err)
 			}
 			continue
@@ -111,7 +113,7 @@ func Dial(ctx context.Context, f *os.File, patience time.Duration) (*net.UnixCon
 	for {
 		c, err := net.DialUnix("unix", nil, addr)
 		if err == nil {
-			if err := checkPeer(c, p); err != nil {
+			if _, err := checkPeer(c, p); err != nil {
 				c.Close()
 				return nil, err
 			}
@@ -129,28 +131,54 @@ func Dial(ctx context.Context, f *os.File, patience time.Duration) (*net.UnixCon
 }
 
 // checkPeer verifies that the process at the other end of c holds pipe p, and runs as us.
-func checkPeer(c *net.UnixConn, p Pipe) error {
+// It returns the peer's pid, or 0 when it could not be read.
+func checkPeer(c *net.UnixConn, p Pipe) (int, error) {
 	raw, err := c.SyscallConn()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	var cred *unix.Ucred
 	var credErr error
 	if err := raw.Control(func(fd uintptr) {
 		cred, credErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
 	}); err != nil {
-		return err
+		return 0, err
 	}
 	if credErr != nil {
-		return fmt.Errorf("return path: SO_PEERCRED: %w", credErr)
+		return 0, fmt.Errorf("return path: SO_PEERCRED: %w", credErr)
 	}
+	pid := int(cred.Pid)
 	if int(cred.Uid) != os.Getuid() {
-		return fmt.Errorf("return path: refused process %d of uid %d: not our uid %d", cred.Pid, cred.Uid, os.Getuid())
+		return pid, fmt.Errorf("return path: refused process %d of uid %d: not our uid %d", pid, cred.Uid, os.Getuid())
 	}
-	if !holdsPipe(int(cred.Pid), p) {
-		return fmt.Errorf("return path: refused process %d: it does not hold pipe %d", cred.Pid, p.Ino)
+	if !holdsPipe(pid, p) {
+		return pid, fmt.Errorf("return path: refused process %d: it does not hold pipe %d", pid, p.Ino)
 	}
-	return nil
+	return pid, nil
+}
+
+// exiting reports whether process pid is gone or on its way out: no longer in /proc, a
+// zombie, or flagged PF_EXITING (its descriptors are being closed).
+func exiting(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	stat, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return true
+	}
+	// pid (comm) state ppid pgrp session tty_nr tpgid flags ...; comm may hold anything.
+	i := strings.LastIndexByte(string(stat), ')')
+	f := strings.Fields(string(stat[i+1:]))
+	if i < 0 || len(f) < 7 {
+		return false
+	}
+	if f[0] == "Z" || f[0] == "X" {
+		return true
+	}
+	const pfExiting = 0x4
+	flags, err := strconv.ParseUint(f[6], 10, 64)
+	return err == nil && flags&pfExiting != 0
 }
 
 // holdsPipe reports whether process pid has pipe p open.

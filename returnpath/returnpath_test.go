@@ -130,3 +130,40 @@ func TestNeighborIsStageWaitsWhileShellForks(t *testing.T) {
 		t.Errorf("NeighborIsStage while the parent shell held the pipe, then forked a stage: %q, want true", got)
 	}
 }
+
+// A listener stays quiet about a peer that connected and then died (a stage whose own
+// east neighbour went away, as with | head): exiting tells such a process from a live
+// one, which a refusal is reported for.
+func TestExiting(t *testing.T) {
+	if exiting(os.Getpid()) {
+		t.Error("this live process counts as exiting")
+	}
+	if exiting(0) {
+		t.Error("an unknown pid counts as exiting")
+	}
+	cmd := exec.Command("true")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	// Not yet waited for, the child ends as a zombie; wait for that state (a bound, not
+	// a measurement: the test fails by timing out, however slow the machine).
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(time.Millisecond) {
+		stat, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if i := strings.LastIndexByte(string(stat), ')'); i >= 0 && strings.HasPrefix(string(stat[i+1:]), " Z") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("child %d never became a zombie: %s", pid, stat)
+		}
+	}
+	if !exiting(pid) {
+		t.Errorf("a zombie (%d) does not count as exiting", pid)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if !exiting(pid) {
+		t.Errorf("a process that is gone (%d) does not count as exiting", pid)
+	}
+}
