@@ -84,11 +84,14 @@ func (l *Listener) Accept(ctx context.Context) (*net.UnixConn, error) {
 			}
 			return nil, fmt.Errorf("return path: accept: %w", err)
 		}
-		if pid, err := checkPeer(c, l.pipe); err != nil {
+		if err := checkPeer(c, l.pipe); err != nil {
+			// A stage of ours that connected and then died (its east neighbour went away:
+			// | head) no longer holds the pipe either; that is no intruder worth a word.
+			// Asked before we hang up, which may be what ends a process.
+			var nh *notHolderError
+			quiet := errors.As(err, &nh) && exiting(nh.pid)
 			c.Close()
-			// A stage that connected and then died (its east neighbour went away: | head)
-			// no longer holds the pipe either; that is no intruder worth a word.
-			if l.Refused != nil && !exiting(pid) {
+			if l.Refused != nil && !quiet {
 				l.Refused(err)
 			}
 			continue
@@ -113,7 +116,7 @@ func Dial(ctx context.Context, f *os.File, patience time.Duration) (*net.UnixCon
 	for {
 		c, err := net.DialUnix("unix", nil, addr)
 		if err == nil {
-			if _, err := checkPeer(c, p); err != nil {
+			if err := checkPeer(c, p); err != nil {
 				c.Close()
 				return nil, err
 			}
@@ -131,30 +134,38 @@ func Dial(ctx context.Context, f *os.File, patience time.Duration) (*net.UnixCon
 }
 
 // checkPeer verifies that the process at the other end of c holds pipe p, and runs as us.
-// It returns the peer's pid, or 0 when it could not be read.
-func checkPeer(c *net.UnixConn, p Pipe) (int, error) {
+func checkPeer(c *net.UnixConn, p Pipe) error {
 	raw, err := c.SyscallConn()
 	if err != nil {
-		return 0, err
+		return err
 	}
 	var cred *unix.Ucred
 	var credErr error
 	if err := raw.Control(func(fd uintptr) {
 		cred, credErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
 	}); err != nil {
-		return 0, err
+		return err
 	}
 	if credErr != nil {
-		return 0, fmt.Errorf("return path: SO_PEERCRED: %w", credErr)
+		return fmt.Errorf("return path: SO_PEERCRED: %w", credErr)
 	}
-	pid := int(cred.Pid)
 	if int(cred.Uid) != os.Getuid() {
-		return pid, fmt.Errorf("return path: refused process %d of uid %d: not our uid %d", pid, cred.Uid, os.Getuid())
+		return fmt.Errorf("return path: refused process %d of uid %d: not our uid %d", cred.Pid, cred.Uid, os.Getuid())
 	}
-	if !holdsPipe(pid, p) {
-		return pid, fmt.Errorf("return path: refused process %d: it does not hold pipe %d", pid, p.Ino)
+	if !holdsPipe(int(cred.Pid), p) {
+		return &notHolderError{pid: int(cred.Pid), ino: p.Ino}
 	}
-	return pid, nil
+	return nil
+}
+
+// notHolderError refuses a process of ours that does not hold the pipe.
+type notHolderError struct {
+	pid int
+	ino uint64
+}
+
+func (e *notHolderError) Error() string {
+	return fmt.Sprintf("return path: refused process %d: it does not hold pipe %d", e.pid, e.ino)
 }
 
 // exiting reports whether process pid is gone or on its way out: no longer in /proc, a
